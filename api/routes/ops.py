@@ -1,0 +1,133 @@
+"""Probes and introspection for operators: health, readiness, the model, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+
+from api.deps import JobsDep
+from api.jobs import JobQueue
+from shared.errors import ServiceError, ServiceUnavailable
+from shared.schemas import ErrorResponse
+
+router = APIRouter(tags=["operations"])
+
+READY_CACHE_SECONDS = 1.0
+READY_CHECK_TIMEOUT_SECONDS = 0.8
+
+
+class Readiness(BaseModel):
+    status: str
+    workers: list[str]
+    model_version: str | None
+
+
+@dataclass
+class ReadinessCache:
+    """Readiness is checked at most once a second, so probes cannot load Redis."""
+
+    checked_at: float = float("-inf")
+    answer: tuple[int, dict[str, Any]] | None = None
+    lock: asyncio.Lock | None = None
+
+    async def get(self, jobs: JobQueue) -> tuple[int, dict[str, Any]]:
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:
+            if self.answer is None or time.monotonic() - self.checked_at > READY_CACHE_SECONDS:
+                self.answer = await self._check(jobs)
+                self.checked_at = time.monotonic()
+            return self.answer
+
+    async def _check(self, jobs: JobQueue) -> tuple[int, dict[str, Any]]:
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
+                await jobs.ping()
+                workers = await jobs.workers()
+        except TimeoutError:
+            return 503, {"detail": "Redis did not answer in time."}
+        except ServiceError as exc:
+            return 503, {"detail": exc.detail}
+        if not workers:
+            return 503, {"detail": "No worker is running (none has sent a heartbeat)."}
+        versions = sorted({str(w.get("model_version")) for w in workers})
+        ready = Readiness(
+            status="ready",
+            workers=[str(w.get("hostname")) for w in workers],
+            model_version=versions[0] if len(versions) == 1 else ",".join(versions),
+        )
+        return 200, ready.model_dump()
+
+
+@router.get("/health", summary="Liveness: the process serves (touches nothing else)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: Redis answers and at least one worker has the model loaded",
+    response_model=Readiness,
+    responses={503: {"model": ErrorResponse, "description": "Not ready; detail says why."}},
+)
+async def ready(request: Request, jobs: JobsDep) -> JSONResponse:
+    cache: ReadinessCache = request.app.state.readiness
+    status_code, body = await cache.get(jobs)
+    return JSONResponse(body, status_code=status_code)
+
+
+class ModelInfo(BaseModel):
+    version: str
+    workers: list[str]
+    pipeline: str | None = None
+    trained_at: str | None = None
+    sklearn_version: str | None = None
+    test_accuracy: float | None = None
+    test_ece: float | None = None
+    classes: list[str] | None = None
+    training_seconds: float | None = None
+    train_images: int | None = None
+    seed: int | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    temperature: float | None = None
+
+
+@router.get(
+    "/model",
+    summary="The served model's metadata, as the workers report it",
+    response_model=ModelInfo,
+    responses={503: {"model": ErrorResponse, "description": "No worker is running."}},
+)
+async def model_info(jobs: JobsDep) -> ModelInfo:
+    workers = await jobs.workers()
+    if not workers:
+        raise ServiceUnavailable("No worker is running, so no model is served.")
+    first = workers[0]
+    serving = [
+        str(w.get("hostname"))
+        for w in workers
+        if w.get("model_version") == first.get("model_version")
+    ]
+    return ModelInfo(
+        version=str(first.get("model_version")), workers=serving, **first.get("model", {})
+    )
+
+
+@router.get(
+    "/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse
+)
+async def metrics(request: Request, jobs: JobsDep) -> Response:
+    registry = request.app.state.metrics
+    try:  # live gauges are read at scrape time; a dead Redis must not break the scrape
+        registry.queue_depth.set(await jobs.queue_depth())
+        registry.workers.set(len(await jobs.workers()))
+    except ServiceError:
+        pass
+    return Response(registry.render(), media_type=registry.content_type)

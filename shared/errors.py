@@ -1,0 +1,153 @@
+"""The service's error hierarchy.
+
+Every error a client can cause (or that the service reports about itself) is a
+``ServiceError`` subclass carrying its HTTP status and a stable ``code``. The API maps
+them to responses in one place (``api.errors``); the worker sends the ``code`` and
+message back inside task results, and ``error_from_code`` rebuilds the same class on
+the API side, so both sides agree without sharing anything but this module.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """Base class: an error with a client-safe message and an HTTP status."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_detail: ClassVar[str] = "Internal error."
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "detail": self.detail}
+
+
+# --- the client's fault (4xx) ---------------------------------------------------------
+
+
+class InvalidInput(ServiceError):
+    status_code = 400
+    code = "invalid_input"
+    default_detail = "Invalid input."
+
+
+class EmptyUpload(InvalidInput):
+    code = "empty_upload"
+    default_detail = "The uploaded file is empty."
+
+
+class NotAnImage(InvalidInput):
+    code = "not_an_image"
+    default_detail = "File provided is not an image."
+
+
+class CorruptImage(InvalidInput):
+    """PNG or JPEG by its signature, but unreadable (truncated, bad checksum, ...).
+
+    Defined here, with the rest, so that ``error_from_code`` can rebuild it when the
+    worker reports it: a class missing from ``ERRORS_BY_CODE`` would become a 500.
+    """
+
+    code = "corrupt_image"
+    default_detail = "The image is corrupt or truncated."
+
+
+class UnsupportedImageFormat(ServiceError):
+    status_code = 415
+    code = "unsupported_image_format"
+    default_detail = "Image format not supported; send PNG or JPEG."
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+    default_detail = "The upload is too large."
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+    default_detail = "The image has too many pixels."
+
+
+class NoDigitFound(ServiceError):
+    """The client always sees the same detail; ``reason`` says why, for logs and tests."""
+
+    status_code = 422
+    code = "no_digit_found"
+    default_detail = "No digit found in the image."
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__()
+        self.reason = reason or self.default_detail
+
+
+class TooManyFiles(ServiceError):
+    status_code = 413
+    code = "too_many_files"
+    default_detail = "Too many files in one batch."
+
+
+class JobNotFound(ServiceError):
+    status_code = 404
+    code = "job_not_found"
+    default_detail = "Job not found (never issued, or expired)."
+
+
+# --- the service's state (5xx) ---------------------------------------------------------
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    code = "service_unavailable"
+    default_detail = "The service is temporarily unavailable."
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code = "broker_unavailable"
+    default_detail = "The job queue (Redis) is unreachable; try again shortly."
+
+
+class QueueFull(ServiceUnavailable):
+    code = "queue_full"
+    default_detail = "Too many jobs are waiting; try again shortly."
+
+
+class ModelUnavailable(ServiceUnavailable):
+    code = "model_unavailable"
+    default_detail = "The model is not available."
+
+
+class PredictionTimeout(ServiceError):
+    status_code = 504
+    code = "prediction_timeout"
+    default_detail = "The prediction did not finish in time; poll the job for its result."
+
+
+class PredictionFailed(ServiceError):
+    status_code = 500
+    code = "prediction_failed"
+    default_detail = "The prediction failed."
+
+
+def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
+    found: list[type[ServiceError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
+    cls.code: cls for cls in [ServiceError, *_all_subclasses(ServiceError)]
+}
+
+
+def error_from_code(code: str, detail: str | None = None) -> ServiceError:
+    """Rebuild an error the worker reported; unknown codes become a generic failure."""
+    cls = ERRORS_BY_CODE.get(code, PredictionFailed)
+    return cls(detail)

@@ -1,0 +1,317 @@
+"""The model's pipeline: Deskew -> HOG -> PCA -> Nystroem (RBF) -> SGDClassifier.
+
+Why these steps (each measured on MNIST here):
+
+* ``Deskew`` shears every digit upright (image moments) and centres its mass; it removes
+  the slant that a linear model cannot.
+* ``HOG`` turns pixels into local gradient-orientation histograms, which are far more
+  tolerant of stroke width and small shifts than raw pixels: it is what takes the model
+  from about 98.8% to over 99.2%.
+* ``PCA`` (70 components) and ``FastNystroem`` (an RBF kernel map on 3,000 landmarks) give
+  the linear ``SGDClassifier`` a kernel machine's decision boundary at a linear cost.
+
+After training, ``compact`` folds the Nystroem normalisation matrix into the SGD weights
+(an exact reparametrisation): prediction skips a 3,000 x 3,000 product per image and the
+model file shrinks from about 35 MB to about 1 MB.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import Pipeline
+
+CHUNK = 4096  # rows per block in the transforms: bounds memory on the 60,000 images
+SIDE = 28
+_GRID = np.arange(SIDE, dtype=np.float32)
+
+
+class Deskew(TransformerMixin, BaseEstimator):
+    """Shear each image so its row/column covariance vanishes, with its centre of mass at
+    the centre; bilinear interpolation, zero outside. (n, 784) in, float32 (n, 784) out,
+    divided by ``scale``. Stateless."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def fit(self, x: np.ndarray, y: Any = None) -> Deskew:
+        self.n_features_in_ = SIDE * SIDE
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).reshape(-1, SIDE * SIDE)
+        out = np.empty(x.shape, np.float32)
+        for start in range(0, len(x), CHUNK):
+            out[start : start + CHUNK] = self._deskew(x[start : start + CHUNK])
+        return out
+
+    def _deskew(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        img = x.reshape(n, SIDE, SIDE).astype(np.float32) * np.float32(1.0 / self.scale)
+        total = img.sum((1, 2)) + np.float32(1e-6)
+        rows, cols = img.sum(2), img.sum(1)
+        mean_r, mean_c = rows @ _GRID / total, cols @ _GRID / total
+        dr, dc = _GRID[None] - mean_r[:, None], _GRID[None] - mean_c[:, None]
+        var_r = (rows * dr * dr).sum(1) / total
+        cov_rc = np.einsum("nij,ni,nj->n", img, dr, dc) / total
+        alpha = cov_rc / np.maximum(var_r, 1e-6)
+        # Output pixel (r, c) samples the source at
+        # (r + mean_r - 14, c + alpha (r - 14) + mean_c - 14).
+        src_r = _GRID[None] + (mean_r - 14)[:, None]
+        src_c = (
+            _GRID[None, None]
+            + alpha[:, None, None] * (_GRID - 14)[None, :, None]
+            + (mean_c - 14)[:, None, None]
+        )
+        r0f = np.floor(src_r)
+        wr = (src_r - r0f)[:, :, None]
+        r0 = r0f.astype(np.int32)
+        c0f = np.floor(src_c)
+        wc = src_c - c0f
+        c0 = c0f.astype(np.int32)
+        padded = np.zeros((n, SIDE + 2, SIDE + 2), np.float32)
+        padded[:, 1:-1, 1:-1] = img
+        flat = padded.ravel()
+        base = (np.arange(n, dtype=np.int64) * (SIDE + 2) ** 2)[:, None, None]
+        top = np.clip(r0 + 1, 0, SIDE + 1)[:, :, None] * (SIDE + 2) + base
+        bottom = np.clip(r0 + 2, 0, SIDE + 1)[:, :, None] * (SIDE + 2) + base
+        left, right = np.clip(c0 + 1, 0, SIDE + 1), np.clip(c0 + 2, 0, SIDE + 1)
+        out = (1 - wr) * ((1 - wc) * flat.take(top + left) + wc * flat.take(top + right)) + wr * (
+            (1 - wc) * flat.take(bottom + left) + wc * flat.take(bottom + right)
+        )
+        return out.reshape(n, SIDE * SIDE)
+
+
+class HOG(TransformerMixin, BaseEstimator):
+    """Histograms of oriented gradients: ``nbins`` signed orientations (linear soft
+    binning), magnitudes summed over ``cell`` x ``cell`` cells, square-rooted. Stateless."""
+
+    def __init__(self, nbins: int = 8, cell: int = 4) -> None:
+        self.nbins = nbins
+        self.cell = cell
+
+    def fit(self, x: np.ndarray, y: Any = None) -> HOG:
+        self.n_features_in_ = SIDE * SIDE
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x).reshape(-1, SIDE * SIDE)
+        cells = SIDE // self.cell
+        out = np.empty((len(x), cells * cells * self.nbins), np.float32)
+        for start in range(0, len(x), CHUNK):
+            out[start : start + CHUNK] = self._hog(x[start : start + CHUNK])
+        return out
+
+    def _hog(self, x: np.ndarray) -> np.ndarray:
+        n, nbins = len(x), self.nbins
+        cells = SIDE // self.cell
+        padded = np.zeros((n, SIDE + 2, SIDE + 2), np.float32)
+        padded[:, 1:-1, 1:-1] = x.reshape(n, SIDE, SIDE)
+        gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
+        gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+        magnitude = np.sqrt(gx * gx + gy * gy)
+        position = (np.arctan2(gy, gx) + np.float32(np.pi)) * np.float32(nbins / (2 * np.pi))
+        low_f = np.floor(position)
+        upper_share = position - low_f
+        low = low_f.astype(np.int64) % nbins
+        high = (low + 1) % nbins
+        cell_of = np.minimum(np.arange(SIDE) // self.cell, cells - 1)
+        cell_key = (cell_of[:, None] * cells + cell_of[None, :]) * nbins
+        key = (np.arange(n, dtype=np.int64) * (cells * cells * nbins))[:, None, None] + cell_key
+        size = n * cells * cells * nbins
+        to_high = magnitude * upper_share
+        hist = np.bincount((key + low).ravel(), (magnitude - to_high).ravel(), size)
+        hist += np.bincount((key + high).ravel(), to_high.ravel(), size)
+        return np.sqrt(hist.astype(np.float32)).reshape(n, -1)
+
+
+class FastNystroem(Nystroem):
+    """scikit-learn's RBF ``Nystroem`` with the same mathematics, made fast: ``eigh`` on the
+    symmetric landmark kernel (several times faster than its SVD), float32 transforms in
+    blocks, cached landmark norms, and ``fold_into`` for inference."""
+
+    def __init__(
+        self, gamma: float = 0.1, n_components: int = 2000, random_state: int | None = None
+    ) -> None:
+        super().__init__(
+            kernel="rbf", gamma=gamma, n_components=n_components, random_state=random_state
+        )
+
+    def fit(self, x: np.ndarray, y: Any = None) -> FastNystroem:
+        x = np.asarray(x, np.float32)
+        count = min(self.n_components, len(x))  # a small training set has fewer landmarks
+        picks = np.random.RandomState(self.random_state).permutation(len(x))[:count]
+        self.component_indices_ = picks
+        self.components_ = np.ascontiguousarray(x[picks])
+        self.components_sqnorm_ = (
+            (self.components_.astype(np.float64) ** 2).sum(1).astype(np.float32)
+        )
+        kernel = self._kernel(self.components_).astype(np.float64)
+        kernel = (kernel + kernel.T) / 2
+        values, vectors = linalg.eigh(kernel, overwrite_a=True, check_finite=False, driver="evd")
+        values = np.maximum(values, 1e-12)
+        self.normalization_: np.ndarray | None = ((vectors / np.sqrt(values)) @ vectors.T).astype(
+            np.float32
+        )
+        self.folded_ = False
+        self.n_features_in_ = x.shape[1]
+        self._n_features_out = count
+        return self
+
+    def _kernel(self, x: np.ndarray) -> np.ndarray:
+        distances = (
+            (x * x).sum(1)[:, None]
+            + self.components_sqnorm_[None, :]
+            - 2 * (x @ self.components_.T)
+        )
+        np.maximum(distances, 0, out=distances)
+        distances *= np.float32(-self.gamma)
+        return np.exp(distances, out=distances)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if len(x) <= CHUNK:
+            kernel = self._kernel(x)
+            return kernel if self.folded_ else kernel @ self.normalization_
+        out = np.empty((len(x), self._n_features_out), np.float32)
+        for start in range(0, len(x), CHUNK):
+            out[start : start + CHUNK] = self.transform(x[start : start + CHUNK])
+        return out
+
+    def fold_into(self, linear: SGDClassifier) -> None:
+        """Scores are (K N) W^T + b = K (W N)^T + b with N symmetric: set W <- W N and let
+        ``transform`` return the raw kernel row. Exact up to float rounding."""
+        if self.folded_ or self.normalization_ is None:
+            return
+        weights = linear.coef_.astype(np.float64) @ self.normalization_.astype(np.float64)
+        linear.coef_ = weights.astype(linear.coef_.dtype)
+        self.normalization_ = None
+        self.folded_ = True
+
+
+PARAMS: dict[str, Any] = {
+    "nbins": 8,
+    "cell": 4,
+    "pca_components": 70,
+    "gamma": 0.023,
+    "nystroem_components": 3000,
+    "loss": "hinge",
+    "alpha": 1e-5,
+    "epochs": 8,
+}
+
+
+def build_pipeline(seed: int) -> Pipeline:
+    """The untrained pipeline; inputs are (n, 784) float32 pixels in [0, 1]."""
+    p = PARAMS
+    return Pipeline(
+        [
+            ("deskew", Deskew(scale=1.0)),
+            ("hog", HOG(nbins=p["nbins"], cell=p["cell"])),
+            # covariance_eigh: exact, and fast when samples far outnumber features.
+            ("pca", PCA(p["pca_components"], svd_solver="covariance_eigh", random_state=seed)),
+            (
+                "nystroem",
+                FastNystroem(
+                    gamma=p["gamma"], n_components=p["nystroem_components"], random_state=seed
+                ),
+            ),
+            (
+                "sgd",
+                SGDClassifier(
+                    loss=p["loss"],
+                    alpha=p["alpha"],
+                    max_iter=p["epochs"],
+                    tol=None,
+                    shuffle=True,
+                    random_state=seed,
+                    n_jobs=2,
+                ),
+            ),
+        ]
+    )
+
+
+def fit_with_progress(
+    pipeline: Pipeline, x: np.ndarray, y: np.ndarray, report: Callable[[str], None]
+) -> Pipeline:
+    """``pipeline.fit(x, y)``, one timed progress line per step."""
+    for name, step in pipeline.steps[:-1]:
+        started = time.perf_counter()
+        x = step.fit_transform(x, y)
+        report(f"train:   {name:<9} {time.perf_counter() - started:6.1f}s -> {x.shape[1]} features")
+    name, final = pipeline.steps[-1]
+    started = time.perf_counter()
+    final.fit(x, y)
+    report(f"train:   {name:<9} {time.perf_counter() - started:6.1f}s")
+    return pipeline
+
+
+def compact(pipeline: Pipeline) -> Pipeline:
+    """Fold the Nystroem normalisation into the SGD weights (see the module docstring)."""
+    pipeline.named_steps["nystroem"].fold_into(pipeline.named_steps["sgd"])
+    return pipeline
+
+
+def describe(pipeline: Pipeline) -> str:
+    return " -> ".join(type(step).__name__ for _, step in pipeline.steps)
+
+
+def summary_params(pipeline: Pipeline) -> dict[str, Any]:
+    """The pipeline's parameters as JSON-safe values (for the metadata file)."""
+    out: dict[str, Any] = {}
+    for name, step in pipeline.steps:
+        for key, value in step.get_params(deep=False).items():
+            if value is None or isinstance(value, bool | int | float | str):
+                out[f"{name}__{key}"] = value
+    return out
+
+
+class CompiledScorer:
+    """A fitted, compacted pipeline as a few numpy operations.
+
+    The same scores as ``pipeline.decision_function`` (checked at load time) without
+    scikit-learn's per-call validation and routing, which cost about a third of the time
+    of predicting one image.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        steps = pipeline.named_steps
+        self.deskew: Deskew = steps["deskew"]
+        self.hog: HOG = steps["hog"]
+        self.nystroem: FastNystroem = steps["nystroem"]
+        if not self.nystroem.folded_:
+            raise ValueError("compile a compacted pipeline (see compact())")
+        pca: PCA = steps["pca"]
+        self.pca_mean = pca.mean_.astype(np.float32)
+        self.pca_projection = np.ascontiguousarray(pca.components_.T, dtype=np.float32)
+        sgd: SGDClassifier = steps["sgd"]
+        self.weights = np.ascontiguousarray(sgd.coef_.T, dtype=np.float32)
+        self.intercept = sgd.intercept_.astype(np.float32)
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        gradients = self.hog.transform(self.deskew.transform(x))
+        reduced = (gradients - self.pca_mean) @ self.pca_projection
+        return self.nystroem._kernel(reduced) @ self.weights + self.intercept
+
+
+def compile_pipeline(pipeline: Pipeline, probe: np.ndarray) -> CompiledScorer | None:
+    """A ``CompiledScorer`` if the pipeline has our shape and agrees on ``probe``, else None."""
+    if [name for name, _ in pipeline.steps] != ["deskew", "hog", "pca", "nystroem", "sgd"]:
+        return None
+    try:
+        scorer = CompiledScorer(pipeline)
+    except ValueError:
+        return None
+    expected = pipeline.decision_function(probe)
+    fast = scorer.decision_function(probe)
+    same_answers = np.array_equal(expected.argmax(1), fast.argmax(1))
+    return scorer if same_answers and np.allclose(expected, fast, atol=1e-3) else None

@@ -1,0 +1,286 @@
+"""Training, saving, verifying, loading and running the digit model.
+
+The model file (``MODEL_PATH``, joblib) holds the fitted scikit-learn pipeline (its final
+estimator an ``SGDClassifier``) and the temperature that calibrates its scores. Beside it,
+``<name>.json`` records the file's sha256, the scikit-learn version, the training
+parameters, data checksums and test metrics. A model is only unpickled after its sha256
+matches that record and its scikit-learn version matches ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+from filelock import FileLock
+
+from shared import features
+from shared.errors import ModelUnavailable
+from shared.mnist import dataset_checksums, load_split
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT = 1
+TRAIN_LOCK_TIMEOUT_SECONDS = 900.0
+
+
+class ModelIntegrityError(ModelUnavailable):
+    code = "model_integrity_error"
+    default_detail = "The model file does not match its metadata."
+
+
+def metadata_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- calibration and metrics --------------------------------------------------------------
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = scores / temperature
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood on held-out scores."""
+    from scipy.optimize import minimize_scalar  # scipy comes with scikit-learn
+
+    scores64 = scores.astype(np.float64)
+
+    def nll(log_t: float) -> float:
+        probs = softmax(scores64.copy(), float(np.exp(log_t)))
+        return float(-np.mean(np.log(probs[np.arange(len(labels)), labels] + 1e-12)))
+
+    found = minimize_scalar(nll, bounds=(-6.0, 6.0), method="bounded")
+    return float(np.exp(found.x))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """ECE over equal-width bins of the top-1 confidence."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+# --- the model in memory ---------------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """A loaded model: pipeline + temperature, ready to predict."""
+
+    pipeline: Any
+    temperature: float
+    classes: list[str]
+    metadata: dict[str, Any]
+    scorer: Any = None  # a faster equivalent of pipeline.decision_function, if it has one
+
+    def __post_init__(self) -> None:
+        probe = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+        self.scorer = features.compile_pipeline(self.pipeline, probe) or self.pipeline
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("sha256", "unknown"))[:12]
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for (n, 784) float32 pixels in [0, 1]."""
+        scores = np.asarray(self.scorer.decision_function(pixels), dtype=np.float64)
+        return softmax(scores, self.temperature)
+
+    def predict(self, pixels: np.ndarray) -> list[dict[str, Any]]:
+        """One ``shared.schemas.Prediction`` body per row, as plain dicts: they go straight
+        into the task's JSON result, and building models here cost more than predicting."""
+        probs = self.probabilities(pixels)
+        top = np.argsort(-probs, axis=1)[:, :3]
+        answers = []
+        for row, order in zip(probs.tolist(), top.tolist(), strict=True):
+            top3 = [{"digit": self.classes[i], "probability": round(row[i], 6)} for i in order]
+            answers.append(
+                {"prediction": top3[0]["digit"], "confidence": top3[0]["probability"], "top3": top3}
+            )
+        return answers
+
+
+def _as_features(images: np.ndarray) -> np.ndarray:
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _stage(name: str, report: Callable[[str], None]) -> Iterator[None]:
+    started = time.perf_counter()
+    report(f"train: {name} ...")
+    yield
+    report(f"train: {name} done in {time.perf_counter() - started:.1f}s")
+
+
+def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model:
+    """Train on MNIST's training images, evaluate on its test images, return the model."""
+    started = time.perf_counter()
+    with _stage("loading MNIST", report):
+        train_split = load_split(
+            "train", settings.mnist_data_dir, settings.mnist_cache_dir, limit=settings.train_limit
+        )
+        test_split = load_split("test", settings.mnist_data_dir, settings.mnist_cache_dir)
+    x_all = _as_features(train_split.images)
+    y_all = train_split.labels.astype(np.int64)
+    # A random twelfth (5,000 of 60,000) calibrates the temperature; the pipeline never sees it.
+    order = np.random.RandomState(settings.train_seed).permutation(len(y_all))
+    holdout = max(len(y_all) // 12, 50)
+    x_fit, y_fit = x_all[order[holdout:]], y_all[order[holdout:]]
+    x_cal, y_cal = x_all[order[:holdout]], y_all[order[:holdout]]
+
+    pipeline = features.build_pipeline(settings.train_seed)
+    with _stage(f"fitting {features.describe(pipeline)} on {len(y_fit)} images", report):
+        features.fit_with_progress(pipeline, x_fit, y_fit, report)
+        features.compact(pipeline)
+    with _stage(f"calibrating on {len(y_cal)} held-out images", report):
+        temperature = fit_temperature(np.asarray(pipeline.decision_function(x_cal)), y_cal)
+    classes = [str(c) for c in pipeline.classes_]
+    model = Model(pipeline=pipeline, temperature=temperature, classes=classes, metadata={})
+
+    with _stage(f"evaluating on {len(test_split)} test images", report):
+        probs = model.probabilities(_as_features(test_split.images))
+        y_test = test_split.labels.astype(np.int64)
+        accuracy = float((probs.argmax(axis=1) == y_test).mean())
+        ece = expected_calibration_error(probs, y_test)
+    seconds = time.perf_counter() - started
+    model.metadata = {
+        "format": ARTIFACT_FORMAT,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "seed": settings.train_seed,
+        "train_images": len(y_fit),
+        "calibration_images": len(y_cal),
+        "pipeline": features.describe(pipeline),
+        "params": features.summary_params(pipeline),
+        "temperature": temperature,
+        "classes": classes,
+        "data_sha256": dataset_checksums(),
+        "test_accuracy": accuracy,
+        "test_ece": ece,
+        "training_seconds": round(seconds, 1),
+    }
+    report(
+        f"train: test accuracy {accuracy:.4f}, ECE {ece:.4f}, "
+        f"temperature {temperature:.3f}, {seconds:.1f}s in all"
+    )
+    return model
+
+
+# --- saving and loading ------------------------------------------------------------------
+
+
+def save(model: Model, model_path: Path) -> None:
+    """Write the model and its metadata atomically (readers never see half a file)."""
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    artifact = {
+        "format": ARTIFACT_FORMAT,
+        "pipeline": model.pipeline,
+        "temperature": model.temperature,
+        "classes": model.classes,
+    }
+    with tempfile.NamedTemporaryFile(dir=model_path.parent, suffix=".tmp", delete=False) as tmp:
+        joblib.dump(artifact, tmp, compress=3)
+    tmp_path = Path(tmp.name)
+    model.metadata["sha256"] = file_sha256(tmp_path)
+    model.metadata["size_bytes"] = tmp_path.stat().st_size
+    meta_tmp = metadata_path(model_path).with_suffix(".json.tmp")
+    meta_tmp.write_text(json.dumps(model.metadata, indent=2) + "\n")
+    # Metadata first: a model file without matching metadata would be refused anyway.
+    os.replace(meta_tmp, metadata_path(model_path))
+    os.replace(tmp_path, model_path)
+
+
+def read_metadata(model_path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(metadata_path(model_path).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"No readable metadata beside {model_path.name}.") from exc
+
+
+def load(model_path: Path) -> Model:
+    """Load a model after checking it against its metadata; never unpickles a mismatch."""
+    if not model_path.is_file():
+        raise ModelUnavailable(f"No model at {model_path}.")
+    metadata = read_metadata(model_path)
+    actual = file_sha256(model_path)
+    if actual != metadata.get("sha256"):
+        raise ModelIntegrityError(
+            f"{model_path.name} has sha256 {actual[:12]}, its metadata says "
+            f"{str(metadata.get('sha256'))[:12]}; refusing to load it."
+        )
+    if metadata.get("sklearn_version") != sklearn.__version__:
+        raise ModelIntegrityError(
+            f"{model_path.name} was trained with scikit-learn {metadata.get('sklearn_version')}, "
+            f"this is {sklearn.__version__}; refusing to load it."
+        )
+    artifact = joblib.load(model_path)
+    if artifact.get("format") != ARTIFACT_FORMAT:
+        raise ModelIntegrityError(f"{model_path.name} has an unknown format.")
+    return Model(
+        pipeline=artifact["pipeline"],
+        temperature=float(artifact["temperature"]),
+        classes=list(artifact["classes"]),
+        metadata=metadata,
+    )
+
+
+def ensure(settings: Settings, report: Callable[[str], None] = log.info) -> Model:
+    """Load the model, training it first if it is missing or fails its checks.
+
+    A file lock beside the model makes concurrent workers wait for the one that trains.
+    """
+    path = settings.model_path
+    try:
+        return load(path)
+    except ModelIntegrityError as exc:
+        report(f"model: {exc.detail} Retraining.")
+    except ModelUnavailable:
+        report(f"model: none at {path}; training one (other workers wait for it).")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=TRAIN_LOCK_TIMEOUT_SECONDS):
+        try:  # another process may have trained it while we waited for the lock
+            return load(path)
+        except ModelUnavailable:
+            pass
+        model = train(settings, report)
+        save(model, path)
+        report(f"model: saved to {path} ({model.metadata['size_bytes'] / 1e6:.1f} MB)")
+        return load(path)

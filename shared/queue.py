@@ -1,0 +1,85 @@
+"""The Celery application both sides build: one configuration, so they cannot disagree.
+
+The worker registers ``mnist.predict`` on it. The API builds it only in embedded mode,
+where tasks run in-process; with Redis it writes the very messages this configuration
+describes itself (``api/publisher.py``), on the same queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from shared.settings import Settings
+
+RESULT_KEY_PREFIX = "celery-task-meta-"
+"""Where Celery's Redis result backend stores (and publishes) each task's state."""
+
+JOB_KEY_PREFIX = "mnist:job:"
+ATTEMPTS_KEY_PREFIX = "mnist:attempts:"
+WORKER_KEY_PREFIX = "mnist:worker:"
+"""Each live worker keeps ``mnist:worker:<hostname>`` (its model's metadata) fresh."""
+WORKER_HEARTBEAT_SECONDS = 2.0
+WORKER_KEY_TTL_SECONDS = 6
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    redis_timeouts = {
+        "socket_timeout": settings.redis_timeout_seconds * 5,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "retry_on_timeout": False,
+        "health_check_interval": 10,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        # JSON only: a pickle message from anyone who can reach Redis would be code execution.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_queue": settings.queue_name,
+        # Ack after the task ran; a worker that dies mid-task has its task delivered again.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # No STARTED state (a write per task): the worker's delivery counter, written as
+        # it starts a task, already tells a running job from a queued one.
+        "task_track_started": False,
+        "task_soft_time_limit": settings.task_soft_time_limit_seconds,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "result_expires": settings.result_ttl_seconds,
+        "result_extended": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.redis_timeout_seconds,
+        "broker_transport_options": {
+            # Unacked messages of a worker that vanished return to the queue after this
+            # (it must outlast a task's hard time limit); live workers sweep for them
+            # every couple of seconds instead of kombu's default of about 100 s.
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "unacked_restore_interval": 2,
+            "unacked_restore_throttle": 1,
+            **redis_timeouts,
+        },
+        "result_backend_transport_options": redis_timeouts,
+        "redis_socket_timeout": settings.redis_timeout_seconds * 5,
+        "redis_socket_connect_timeout": settings.redis_timeout_seconds,
+        "redis_retry_on_timeout": False,
+        "redis_backend_health_check_interval": 10,
+        # Publishing must fail fast when Redis is gone: a 503, never a hang.
+        "task_publish_retry": False,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        # Embedded mode runs tasks in-process; their results still go where polling looks.
+        "task_always_eager": settings.embedded,
+        "task_store_eager_result": True,
+        "task_eager_propagates": False,
+    }
+
+
+def make_celery(settings: Settings, name: str = "mnist") -> Celery:
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app

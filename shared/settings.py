@@ -1,0 +1,84 @@
+"""All configuration, read from environment variables in one place.
+
+Every field is documented in the README's "Settings" table; the env var is the field
+name in upper case (``redis_url`` -> ``REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", protected_namespaces=())
+
+    # --- queue -------------------------------------------------------------------------
+    # repr=False: the URL may hold the Redis password, and settings may end up in a log.
+    redis_url: str = Field(default="redis://localhost:6379/0", repr=False)
+    embedded: bool = Field(
+        default=False,
+        description="Run tasks inside the API process, no Redis (`make run` sets it when needed).",
+    )
+    queue_name: str = "mnist"
+    result_ttl_seconds: int = Field(default=3600, ge=10)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+
+    # --- waiting and limits --------------------------------------------------------------
+    sync_timeout_seconds: float = Field(default=10.0, gt=0)
+    task_soft_time_limit_seconds: float = Field(default=20.0, gt=0)
+    task_time_limit_seconds: float = Field(default=30.0, gt=0)
+    task_max_retries: int = Field(default=2, ge=0)
+    visibility_timeout_seconds: int = Field(
+        default=60, ge=2, description="A vanished worker's unacked task returns after this."
+    )
+    max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=784)
+    max_batch_files: int = Field(default=64, ge=1)
+    max_queue_depth: int = Field(default=1000, ge=1)
+
+    # --- micro-batching in the API -------------------------------------------------------
+    batch_window_ms: float = Field(default=2.0, ge=0)
+    batch_max_size: int = Field(default=64, ge=1)
+    batch_hold_ms: float = Field(default=50.0, ge=0)
+    batch_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Tasks in flight per API process; 0: twice the workers' processes.",
+    )
+
+    # --- model and data ------------------------------------------------------------------
+    model_path: Path = Path("mnist_model.joblib")
+    mnist_data_dir: Path | None = None
+    mnist_cache_dir: Path = Path.home() / ".cache" / "mnist-service"
+    train_seed: int = 0
+    train_limit: int | None = Field(
+        default=None, ge=100, description="Train on the first N images only (tests)."
+    )
+
+    # --- HTTP ----------------------------------------------------------------------------
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (if any) masked, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literals keep their brackets
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

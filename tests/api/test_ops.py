@@ -1,0 +1,84 @@
+"""Health, readiness, model metadata and metrics (embedded mode, and with Redis down)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.main import create_app
+from shared.settings import Settings
+from tests.images import png
+
+
+def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The exposition parsed into {(sample name, sorted labels): value}."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_health_and_ready(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["workers"] == ["embedded"]
+    assert len(body["model_version"]) == 12
+
+
+def test_model_metadata(client: TestClient) -> None:
+    info = client.get("/model").json()
+    assert info["pipeline"].endswith("SGDClassifier")
+    assert info["classes"] == [str(d) for d in range(10)]
+    assert 0.8 < info["test_accuracy"] <= 1.0
+    assert info["sha256"].startswith(info["version"])
+    assert info["workers"] == ["embedded"]
+
+
+def test_metrics_move_with_predictions(client: TestClient, digits: list[np.ndarray]) -> None:
+    before = samples(client)
+    for digit in (0, 1, 1, 7):
+        assert (
+            client.post("/predict/mnist", files={"file": ("d.png", png(digits[digit]))}).status_code
+            == 200
+        )
+    assert client.post("/predict/mnist", files={"file": ("d.png", b"nope")}).status_code == 400
+    after = samples(client)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    route = {"method": "POST", "route": "/predict/mnist"}
+    assert delta("mnist_http_requests_total", status="200", **route) == 4
+    assert delta("mnist_http_requests_total", status="400", **route) == 1
+    assert delta("mnist_http_request_duration_seconds_count", **route) == 5
+    assert delta("mnist_predictions_total", digit="1") == 2
+    assert sum(delta("mnist_predictions_total", digit=str(d)) for d in range(10)) == 4
+    assert delta("mnist_task_batch_size_count") == 4
+    assert delta("mnist_job_inference_seconds_count") == 4
+    assert delta("mnist_job_end_to_end_seconds_count") == 4
+    assert after[("mnist_workers", ())] == 1
+    assert after[("mnist_queue_depth", ())] == 0
+
+
+def test_probes_when_redis_is_down() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.3)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        started = time.monotonic()
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "Redis" in ready.json()["detail"]
+        assert time.monotonic() - started < 1.5
+        assert client.get("/model").status_code == 503
+        assert client.get("/metrics").status_code == 200  # scraping never breaks

@@ -1,0 +1,264 @@
+"""Real processes on free ports: a Redis server, Celery workers, uvicorn.
+
+Redis: a private ``redis-server`` on a free port when the binary exists (so tests may
+restart it and flush it: all its data is theirs); otherwise the one on 127.0.0.1:6379,
+in a database of its own, touching only keys the tests made. Without any Redis the
+tests skip, unless ``REQUIRE_REDIS=1`` (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from bench.procs import free_port, redis_server_args, wait_until
+from tests.conftest import REPO, SMALL_TRAIN_IMAGES
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Process:
+    """A child process with its output in a log file (shown when a test fails)."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None:
+            return None
+        self.send(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int
+    process: Process | None = None  # None: the machine's shared server
+    made_keys_only: bool = False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
+
+    def start(self) -> None:
+        assert self.process is not None, "only a private server can be restarted"
+        self.process.start()
+        wait_until(self._answers, 10, "redis-server")
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.stop()
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.RedisError, OSError):
+            return False
+
+
+def _shared_redis() -> RedisServer | None:
+    # The machine's Redis: db 13 is ours by convention; tests only delete keys they made.
+    server = RedisServer(url="redis://127.0.0.1:6379/13", port=6379, made_keys_only=True)
+    return server if server._answers() else None
+
+
+def start_private_redis(folder: Path, port: int | None = None) -> RedisServer | None:
+    """A redis-server of the tests' own, on a free port (None if there is no binary)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = port or free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    process = Process(
+        "redis", redis_server_args(binary, port, folder), dict(os.environ), folder / "redis.log"
+    )
+    server = RedisServer(url=f"redis://127.0.0.1:{port}/0", port=port, process=process)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis this test may stop and restart."""
+    server = start_private_redis(tmp_path / "redis")
+    if server is None:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is needed (REQUIRE_REDIS=1)")
+        pytest.skip("redis-server binary not found")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_private_redis(tmp_path_factory.mktemp("redis"))
+    if server is not None:
+        yield server
+        server.stop()
+        return
+    shared = _shared_redis()
+    if shared is None:
+        message = "no redis-server binary and no Redis on 127.0.0.1:6379"
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail(message + " (REQUIRE_REDIS=1)")
+        pytest.skip(message)
+    yield shared
+
+
+@dataclass
+class Stack:
+    """Builds environments and starts workers and APIs against one Redis."""
+
+    redis: RedisServer
+    model_path: Path
+    data_dir: Path
+    folder: Path
+    processes: list[Process] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            REDIS_URL=self.redis.url,
+            MODEL_PATH=str(self.model_path),
+            MNIST_DATA_DIR=str(self.data_dir),
+            TRAIN_LIMIT=str(SMALL_TRAIN_IMAGES),
+            LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(overrides)
+        return env
+
+    def worker(
+        self,
+        name: str,
+        concurrency: int = 1,
+        faults: bool = False,
+        wait: bool = True,
+        **overrides: str,
+    ) -> Process:
+        args = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "--hostname",
+            f"{name}@%h",
+            "--concurrency",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ]
+        if faults:
+            args += ["--include", "tests.integration.faults"]
+        process = Process(
+            f"worker-{name}", args, self.env(**overrides), self.folder / f"worker-{name}.log"
+        ).start()
+        self.processes.append(process)
+        if wait:
+            self.wait_ready(process)
+        return process
+
+    @staticmethod
+    def wait_ready(process: Process, timeout: float = 60) -> None:
+        wait_until(
+            lambda: b" ready." in process.log_path.read_bytes() or not process.alive(),
+            timeout,
+            process.name,
+        )
+        assert process.alive(), process.log()
+
+    def api(self, **overrides: str) -> tuple[Process, str]:
+        port = free_port()
+        processes = overrides.pop("API_PROCESSES", "1")
+        process = Process(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--timeout-graceful-shutdown",
+                "10",
+                "--workers",
+                processes,
+            ],
+            self.env(**overrides),
+            self.folder / f"api-{port}.log",
+        ).start()
+        self.processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(base + "/health", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(lambda: healthy() or not process.alive(), 30, "api")
+        assert process.alive(), process.log()
+        return process, base
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_server: RedisServer,
+    small_model_path: Path,
+    mnist_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Stack]:
+    built = Stack(redis_server, small_model_path, mnist_dir, tmp_path_factory.mktemp("stack"))
+    yield built
+    built.stop_all()
+    failed = getattr(request.node, "failed_logs", False)
+    if failed:  # pragma: no cover - diagnostics
+        for process in built.processes:
+            print(f"--- {process.name} ---\n{process.log()[-4000:]}")

@@ -1,0 +1,96 @@
+"""MNIST loading: parsing, checksums, cache and download fallback."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import mnist
+from shared.mnist import FILES, DatasetError, load_file, load_split, parse_idx
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_parse_idx_round_trip() -> None:
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    assert np.array_equal(parse_idx(idx_bytes(array)), array)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01\x00\x08\x01",
+        b"\x00\x00\x0d\x01\x00\x00\x00\x01",
+        b"\x00\x00\x08\x01\x00\x00\x00\x05ab",
+    ],
+)
+def test_parse_idx_rejects_garbage(data: bytes) -> None:
+    with pytest.raises(DatasetError):
+        parse_idx(data)
+
+
+def test_load_split_from_the_data_dir(mnist_dir: Path, tmp_path: Path) -> None:
+    split = load_split("test", mnist_dir, tmp_path, limit=100)
+    assert split.images.shape == (100, 28, 28)
+    assert split.images.dtype == np.uint8
+    assert len(split) == 100
+    full = load_split("test", mnist_dir, tmp_path)
+    assert np.bincount(full.labels).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_a_file_failing_its_checksum_is_never_used(mnist_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    name = FILES["test_labels"].name
+    tampered = bytearray(gzip.decompress((mnist_dir / name).read_bytes()))
+    tampered[100] ^= 0xFF
+    (data_dir / name).write_bytes(gzip.compress(bytes(tampered)))
+    # No good copy anywhere and no mirror that answers: a clear error, not bad data.
+    with pytest.raises(DatasetError, match="Could not download"):
+        load_file("test_labels", data_dir, tmp_path / "cache", mirrors=("file:///nonexistent/",))
+
+
+def test_missing_files_are_downloaded_verified_and_cached(mnist_dir: Path, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    bad_mirror = tmp_path / "bad"
+    bad_mirror.mkdir()
+    name = FILES["test_labels"].name
+    shutil.copy(mnist_dir / name, mirror / name)
+    (bad_mirror / name).write_bytes(gzip.compress(b"not mnist"))
+    cache = tmp_path / "cache"
+    mirrors = (bad_mirror.as_uri() + "/", mirror.as_uri() + "/")
+
+    labels = load_file("test_labels", None, cache, mirrors=mirrors)
+    assert labels.shape == (10_000,)
+    assert (cache / name).is_file()
+    # The second load comes from the cache; the mirrors are not needed any more.
+    again = load_file("test_labels", None, cache, mirrors=("file:///nonexistent/",))
+    assert np.array_equal(labels, again)
+
+
+def test_an_unreadable_file_falls_back_to_the_cache(mnist_dir: Path, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    cache = tmp_path / "cache"
+    data_dir.mkdir()
+    cache.mkdir()
+    name = FILES["test_labels"].name
+    (data_dir / name).write_bytes(b"not gzip at all")
+    shutil.copy(mnist_dir / name, cache / name)
+    assert load_file("test_labels", data_dir, cache, mirrors=()).shape == (10_000,)
+
+
+def test_checksums_are_recorded_for_every_file() -> None:
+    sums = mnist.dataset_checksums()
+    assert set(sums) == {spec.name for spec in FILES.values()}
+    assert all(len(value) == 64 for value in sums.values())

@@ -1,0 +1,133 @@
+"""Model training, saving, verification and loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import model as model_store
+from shared.errors import ModelUnavailable
+from shared.model import ModelIntegrityError, expected_calibration_error, fit_temperature, softmax
+from shared.schemas import Prediction
+from shared.settings import Settings
+
+
+@pytest.fixture
+def model_copy(small_model_path: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "m.joblib"
+    shutil.copy(small_model_path, target)
+    shutil.copy(model_store.metadata_path(small_model_path), model_store.metadata_path(target))
+    return target
+
+
+def test_saved_model_loads_with_its_metadata(small_model_path: Path, mnist) -> None:
+    loaded = model_store.load(small_model_path)
+    meta = loaded.metadata
+    assert meta["sha256"] == model_store.file_sha256(small_model_path)
+    assert meta["pipeline"].endswith("SGDClassifier")
+    assert meta["test_accuracy"] > 0.85  # a small model: 6,000 training images
+    assert 0 <= meta["test_ece"] < 0.1
+    assert set(meta["data_sha256"]) == {
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    }
+    images, labels = mnist
+    answers = loaded.predict(images[:200].reshape(200, -1).astype(np.float32) / 255)
+    accuracy = np.mean(
+        [a["prediction"] == str(y) for a, y in zip(answers, labels[:200], strict=True)]
+    )
+    assert accuracy > 0.85
+    assert all(
+        len(a["top3"]) == 3 and a["top3"][0]["probability"] >= a["top3"][1]["probability"]
+        for a in answers
+    )
+    assert all(Prediction.model_validate(a) for a in answers)  # the schema both sides share
+
+
+def test_a_tampered_model_is_refused(model_copy: Path) -> None:
+    with model_copy.open("ab") as handle:
+        handle.write(b"\x00")
+    with pytest.raises(ModelIntegrityError, match="refusing"):
+        model_store.load(model_copy)
+
+
+def test_a_model_from_another_sklearn_is_refused(model_copy: Path) -> None:
+    meta_path = model_store.metadata_path(model_copy)
+    meta = json.loads(meta_path.read_text())
+    meta["sklearn_version"] = "0.0.1"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelIntegrityError, match=r"scikit-learn 0\.0\.1"):
+        model_store.load(model_copy)
+
+
+def test_missing_model_or_metadata(model_copy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable):
+        model_store.load(tmp_path / "absent.joblib")
+    model_store.metadata_path(model_copy).unlink()
+    with pytest.raises(ModelIntegrityError, match="metadata"):
+        model_store.load(model_copy)
+
+
+def test_ensure_trains_when_missing_and_retrains_a_bad_model(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "fresh.joblib"
+    settings = Settings(
+        model_path=path, mnist_data_dir=mnist_dir, mnist_cache_dir=tmp_path, train_limit=1000
+    )
+    lines: list[str] = []
+    first = model_store.ensure(settings, lines.append)
+    assert path.is_file()
+    assert any("training one" in line for line in lines)
+    assert any(line.startswith("train: fitting") for line in lines)
+
+    lines.clear()
+    assert model_store.ensure(settings, lines.append).version == first.version
+    assert lines == []  # loaded, not trained
+
+    path.write_bytes(path.read_bytes() + b"junk")
+    lines.clear()
+    model_store.ensure(settings, lines.append)
+    assert any("Retraining" in line for line in lines)
+    model_store.load(path)  # valid again
+
+
+def test_training_is_reproducible(mnist_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        model_path=tmp_path / "a.joblib",
+        mnist_data_dir=mnist_dir,
+        mnist_cache_dir=tmp_path,
+        train_limit=1500,
+    )
+    one = model_store.train(settings, lambda _: None)
+    two = model_store.train(settings, lambda _: None)
+    x = np.random.default_rng(0).random((50, 784), dtype=np.float32)
+    assert np.array_equal(one.probabilities(x), two.probabilities(x))
+
+
+def test_softmax_and_temperature() -> None:
+    scores = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    probs = softmax(scores.copy(), 1.0)
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.all(softmax(scores.copy(), 10.0).max(axis=1) < probs.max(axis=1))
+
+    # Labels drawn from softmax(logits): T=1 is calibrated, so logits x5 need T of about 5.
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (5000, 3))
+    probs = softmax(logits.copy(), 1.0)
+    labels = np.array([rng.choice(3, p=row) for row in probs])
+    assert 4.5 < fit_temperature(logits * 5, labels) < 5.5
+
+
+def test_expected_calibration_error() -> None:
+    labels = np.array([0, 1, 0, 1])
+    perfect = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, labels) == pytest.approx(0.0)
+    wrong = perfect[:, ::-1]
+    assert expected_calibration_error(wrong, labels) == pytest.approx(1.0)

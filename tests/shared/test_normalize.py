@@ -1,0 +1,368 @@
+"""Tests for normalize.to_mnist.  Run: PYTHONPATH=/work/main pytest -q test_normalize.py"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from shared.errors import NoDigitFound
+from shared.normalize import to_mnist
+
+# --------------------------------------------------------------------------------------
+# fixtures and helpers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    """Ten test digits, one per class (first occurrence)."""
+    x, y = mnist
+    return [x[int(np.flatnonzero(y == d)[0])] for d in range(10)]
+
+
+def decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def roundtrip(img: Image.Image, fmt: str = "PNG", **kw) -> Image.Image:
+    return decode(encode(img, fmt, **kw))
+
+
+def upscaled(d28: np.ndarray, height: int) -> np.ndarray:
+    """Coverage in [0, 1] of an MNIST digit cropped to its box and upscaled to height."""
+    a = d28.astype(np.float32) / 255
+    r = np.flatnonzero(a.max(1) > 0)
+    c = np.flatnonzero(a.max(0) > 0)
+    a = a[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
+    s = height / a.shape[0]
+    size = (max(1, round(a.shape[1] * s)), height)
+    up = np.asarray(Image.fromarray(a, "F").resize(size, Image.Resampling.BICUBIC))
+    return np.clip(up, 0, 1).astype(np.float32)
+
+
+def frame(cov: np.ndarray, hw: tuple[int, int], yx: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(hw, np.float32)
+    y, x = yx
+    out[y : y + cov.shape[0], x : x + cov.shape[1]] = cov
+    return out
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64).ravel() - a.mean()
+    b = b.astype(np.float64).ravel() - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def assert_mnist_like(out: np.ndarray):
+    assert out.shape == (28, 28)
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() == pytest.approx(1.0)
+    idx = np.arange(28)
+    total = out.sum()
+    cy, cx = out.sum(1) @ idx / total, out.sum(0) @ idx / total
+    assert abs(cy - 14) <= 0.75 and abs(cx - 14) <= 0.75, (cy, cx)
+    on = out > 0.3
+    rows, cols = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    assert 18 <= side <= 21, side
+    # MNIST's background is black: most of the field is empty
+    assert np.mean(out < 0.05) > 0.6
+
+
+def assert_is_digit(out: np.ndarray, digits: list[np.ndarray], k: int):
+    """The output matches digit k far better than the other nine reference digits."""
+    assert_mnist_like(out)
+    scores = [corr(out, d) for d in digits]
+    assert int(np.argmax(scores)) == k, scores
+    assert scores[k] > 0.7, scores[k]
+
+
+# --------------------------------------------------------------------------------------
+# already MNIST-like input
+# --------------------------------------------------------------------------------------
+
+
+def test_mnist_test_images_unchanged(mnist):
+    x, _ = mnist
+    diffs = []
+    for a in x[:500]:
+        out = to_mnist(roundtrip(Image.fromarray(a, "L")))
+        assert out.shape == (28, 28) and out.dtype == np.float32
+        diffs.append(np.abs(out - a / 255.0).mean())
+    diffs = np.array(diffs)
+    assert diffs.mean() < 1e-3
+    assert np.mean(diffs < 5e-3) >= 0.99
+
+
+def test_shifted_mnist_digit_is_recentred(digits):
+    d = digits[3]
+    shifted = np.zeros_like(d)
+    shifted[:-4, 3:] = d[4:, :-3]  # move up 4 px, right 3 px (the digit stays inside)
+    out = to_mnist(Image.fromarray(shifted, "L"))
+    assert np.abs(out - d / 255.0).mean() < 0.01
+
+
+def test_inverted_28x28_digit(digits):
+    d = digits[7]
+    out = to_mnist(Image.fromarray(255 - d, "L"))
+    assert np.abs(out - d / 255.0).mean() < 0.01
+
+
+# --------------------------------------------------------------------------------------
+# polarity, paper, colour, JPEG
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [0, 2, 5, 8])
+def test_dark_ink_on_light_paper(digits, k):
+    cov = frame(upscaled(digits[k], 90), (200, 240), (40, 110))
+    img = Image.fromarray(np.round(255 * (1 - cov)).astype(np.uint8), "L")
+    out = to_mnist(img)
+    assert_is_digit(out, digits, k)
+    # same digit light-on-dark gives (nearly) the same result
+    out2 = to_mnist(Image.fromarray(np.round(255 * cov).astype(np.uint8), "L"))
+    assert np.abs(out - out2).mean() < 0.01
+
+
+@pytest.mark.parametrize("k", [1, 4, 6, 9])
+def test_tinted_noisy_blurred_paper_jpeg(digits, k):
+    rng = np.random.default_rng(k)
+    cov = frame(upscaled(digits[k], 100), (300, 320), (170, 30))[:, :, None]
+    paper, ink = np.array([225, 205, 160]), np.array([30, 40, 90])
+    img = paper * (1 - cov) + ink * cov + rng.normal(0, 10, size=(*cov.shape[:2], 3))
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    pil = pil.filter(ImageFilter.GaussianBlur(1.0))
+    out = to_mnist(roundtrip(pil, "JPEG", quality=60))
+    assert_is_digit(out, digits, k)
+
+
+def test_heavy_jpeg_artefacts(digits):
+    cov = frame(upscaled(digits[2], 60), (150, 150), (45, 50))
+    pil = Image.fromarray(np.round(255 * (1 - cov)).astype(np.uint8), "L")
+    out = to_mnist(roundtrip(pil, "JPEG", quality=15))
+    assert_is_digit(out, digits, 2)
+
+
+def test_colour_ink_with_little_luminance_contrast(digits):
+    # red ink on a grey-green paper of similar luminance: a plain grey conversion loses it
+    cov = frame(upscaled(digits[5], 80), (160, 160), (40, 50))[:, :, None]
+    paper, ink = np.array([90, 140, 110]), np.array([220, 40, 40])
+
+    def lum(c: np.ndarray) -> float:
+        return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+
+    assert abs(lum(paper) - lum(ink)) < 40
+    img = (paper * (1 - cov) + ink * cov).astype(np.uint8)
+    out = to_mnist(Image.fromarray(img, "RGB"))
+    assert_is_digit(out, digits, 5)
+
+
+def test_uneven_lighting(digits):
+    cov = frame(upscaled(digits[8], 90), (240, 240), (70, 20))
+    ramp = np.linspace(0.8, 1.0, 240)[None, :]
+    img = (235 * (1 - cov) + 30 * cov) * ramp
+    out = to_mnist(Image.fromarray(img.astype(np.uint8), "L"))
+    assert_is_digit(out, digits, 8)
+
+
+@pytest.mark.parametrize("size", [250, 600])
+def test_specks_do_not_blow_up_the_box(digits, size):
+    c = size // 2
+    cov = frame(upscaled(digits[0], 100), (size, size), (c - 50, c - 40))
+    clean = to_mnist(Image.fromarray(np.round(255 * (1 - cov)).astype(np.uint8), "L"))
+    dirty = 1 - cov
+    spots = [(10, 12), (size - 20, 20), (15, size - 30), (size - 25, size - 20)]
+    spots += [(c - 100, c), (c + 10, c + 110), (c + 95, c - 5)]  # 50-60 px from the digit
+    for y, x in spots:
+        dirty[y : y + 4, x : x + 4] = 0.0  # dust
+    out = to_mnist(Image.fromarray(np.round(255 * dirty).astype(np.uint8), "L"))
+    assert np.abs(out - clean).mean() < 0.01
+
+
+# --------------------------------------------------------------------------------------
+# transparency and palettes
+# --------------------------------------------------------------------------------------
+
+
+def _canvas_rgba(cov: np.ndarray, stroke, under: np.ndarray | None) -> Image.Image:
+    h, w = cov.shape
+    rgba = np.zeros((h, w, 4), np.uint8)
+    if under is not None:
+        rgba[:, :, :3] = under
+    alpha = np.round(cov * 255).astype(np.uint8)
+    rgba[alpha > 0, :3] = stroke
+    rgba[:, :, 3] = alpha
+    return Image.fromarray(rgba, "RGBA")
+
+
+@pytest.mark.parametrize("stroke", [(0, 0, 0), (255, 255, 255), (30, 90, 200)])
+def test_canvas_rgba_ignores_rgb_under_transparent_pixels(digits, stroke):
+    rng = np.random.default_rng(1)
+    cov = frame(upscaled(digits[4], 200), (280, 280), (40, 60))
+    garbage = rng.integers(0, 256, size=(280, 280, 3), dtype=np.uint8)
+    zero = to_mnist(roundtrip(_canvas_rgba(cov, stroke, None)))
+    junk = to_mnist(roundtrip(_canvas_rgba(cov, stroke, garbage)))
+    assert np.array_equal(zero, junk)
+    assert_is_digit(zero, digits, 4)
+
+
+def test_la_png(digits):
+    cov = frame(upscaled(digits[6], 150), (200, 200), (20, 40))
+    la = np.zeros((200, 200, 2), np.uint8)
+    la[:, :, 0] = np.random.default_rng(2).integers(0, 256, size=(200, 200))
+    la[cov > 0, 0] = 0
+    la[:, :, 1] = np.round(cov * 255).astype(np.uint8)
+    img = roundtrip(Image.fromarray(la, "LA"))
+    assert img.mode == "LA"
+    assert_is_digit(to_mnist(img), digits, 6)
+
+
+def test_palette_with_transparent_index(digits):
+    # index 0 = transparent *black*, index 1 = opaque black: a naive convert("L") is all black
+    cov = frame(upscaled(digits[3], 120), (180, 180), (30, 50)) > 0.5
+    p = Image.fromarray(cov.astype(np.uint8), "L").convert("P")
+    p.putpalette([0, 0, 0, 0, 0, 0] + [0] * (256 * 3 - 6))
+    p.info["transparency"] = 0
+    img = roundtrip(p, transparency=0)
+    assert img.mode == "P" and "transparency" in img.info
+    assert_is_digit(to_mnist(img), digits, 3)
+
+
+def test_palette_png(digits):
+    cov = frame(upscaled(digits[9], 100), (220, 260), (100, 10))
+    rgb = np.stack([200 - 170 * cov, 210 - 170 * cov, 180 - 150 * cov], -1).astype(np.uint8)
+    pal = Image.fromarray(rgb, "RGB").quantize(colors=16)
+    img = roundtrip(pal)
+    assert img.mode == "P"
+    assert_is_digit(to_mnist(img), digits, 9)
+
+
+def test_fully_transparent_image_has_no_digit():
+    rgba = np.random.default_rng(0).integers(0, 256, size=(100, 100, 4), dtype=np.uint8)
+    rgba[:, :, 3] = 0
+    with pytest.raises(NoDigitFound):
+        to_mnist(Image.fromarray(rgba, "RGBA"))
+
+
+# --------------------------------------------------------------------------------------
+# 16-bit and other modes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top", [65535, 4095])
+def test_16bit_png_is_scaled_not_clipped(digits, top):
+    cov = frame(upscaled(digits[2], 110), (300, 280), (20, 150))
+    arr = np.round((0.9 - 0.8 * cov) * top).astype(np.uint16)  # dark ink, light paper
+    img = roundtrip(Image.fromarray(arr))
+    assert img.mode.startswith("I")  # I;16 (or I on some Pillow versions)
+    out = to_mnist(img)
+    assert_is_digit(out, digits, 2)
+    ref = to_mnist(Image.fromarray(np.round((0.9 - 0.8 * cov) * 255).astype(np.uint8), "L"))
+    assert np.abs(out - ref).mean() < 0.01
+
+
+def test_mode_I_and_F(digits):
+    cov = frame(upscaled(digits[1], 80), (120, 120), (20, 30))
+    i32 = Image.fromarray((cov * 60000).astype(np.int32))
+    assert i32.mode == "I"
+    assert_is_digit(to_mnist(i32), digits, 1)
+    f32 = Image.fromarray(cov.astype(np.float32))
+    assert f32.mode == "F"
+    assert_is_digit(to_mnist(f32), digits, 1)
+
+
+def test_exif_orientation_jpeg(digits):
+    cov = frame(upscaled(digits[7], 100), (200, 260), (50, 40))
+    upright = Image.fromarray(np.round(255 * (1 - cov)).astype(np.uint8), "L")
+    ref = to_mnist(roundtrip(upright, "JPEG", quality=95))
+    # a camera stores the sensor image rotated and says "rotate 90 CW to view" (6)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = roundtrip(stored, "JPEG", quality=95, exif=exif.tobytes())
+    assert img.getexif().get(0x0112) == 6
+    out = to_mnist(img)
+    assert np.abs(out - ref).mean() < 0.01
+    assert_is_digit(out, digits, 7)
+    # ... and the same pixels without the tag give a different (rotated) result
+    untagged = roundtrip(stored, "JPEG", quality=95)
+    assert np.abs(to_mnist(untagged) - ref).mean() > 0.05
+
+
+# --------------------------------------------------------------------------------------
+# big images
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("yx", [(30, 40), (1850, 1880), (900, 1200), (1800, 20)])
+def test_big_image_small_digit_anywhere(digits, yx):
+    cov = frame(upscaled(digits[6], 110), (2000, 2000), yx)
+    img = Image.fromarray(np.round(250 - 220 * cov).astype(np.uint8), "L").convert("RGB")
+    assert_is_digit(to_mnist(img), digits, 6)
+
+
+# --------------------------------------------------------------------------------------
+# no digit
+# --------------------------------------------------------------------------------------
+
+
+def _noise(seed, sigma, base=128, shape=(200, 200)):
+    rng = np.random.default_rng(seed)
+    return np.clip(base + rng.normal(0, sigma, size=shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("L", (28, 28), 0),
+        Image.new("L", (300, 200), 255),
+        Image.new("RGB", (640, 480), (200, 180, 150)),
+        Image.new("RGBA", (280, 280), (0, 0, 0, 0)),
+        Image.new("RGBA", (280, 280), (10, 200, 30, 255)),
+        Image.new("I;16", (100, 100), 40000),
+        Image.new("L", (1, 1), 7),
+        Image.new("P", (50, 50), 3),
+        Image.fromarray(_noise(0, 3)),  # low-amplitude noise
+        Image.fromarray(_noise(1, 5, base=230, shape=(600, 600))),
+        Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 200), dtype=np.uint8)),
+    ],
+    ids=[
+        "black28",
+        "white",
+        "rgb-uniform",
+        "transparent",
+        "opaque-uniform-rgba",
+        "16bit-uniform",
+        "1x1",
+        "palette-uniform",
+        "noise3",
+        "noise5-big",
+        "uniform-random",
+    ],
+)
+def test_no_digit(img):
+    with pytest.raises(NoDigitFound):
+        to_mnist(img)
+
+
+def test_noisy_but_real_digit_is_found(digits):
+    # same noise level as the no-digit case above, plus a faint-ish digit: must be found
+    cov = frame(upscaled(digits[0], 90), (200, 200), (50, 60))
+    img = np.clip(_noise(0, 3).astype(np.float32) - 60 * cov, 0, 255).astype(np.uint8)
+    assert_is_digit(to_mnist(Image.fromarray(img)), digits, 0)
+
+
+def test_rejects_non_images():
+    with pytest.raises(TypeError):
+        to_mnist(np.zeros((28, 28)))  # type: ignore[arg-type]

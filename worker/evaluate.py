@@ -1,0 +1,238 @@
+"""``python -m worker.evaluate``: how good the model is, measured the way the worker runs it.
+
+Prints accuracy, per-digit precision and recall, the confusion matrix, the expected
+calibration error and the latency per image (decode + normalise + predict, one image at
+a time, from PNG bytes), then the accuracy on the project's real-world sets (photos,
+canvas drawings, large images, typed digits; see ``tests/realworld.py``). Writes a
+confusion-matrix PNG and a reliability-diagram PNG (matplotlib, from requirements-dev.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from shared import model as model_store
+from shared.inference import predict_files
+from shared.mnist import load_split
+from shared.model import Model, expected_calibration_error
+from shared.settings import Settings, get_settings
+
+HANDWRITTEN_SETS = ("photo", "canvas", "large")
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    return matrix
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Per confidence bin: mean confidence, accuracy and count (for the diagram)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
+    return rows
+
+
+def latency_ms(model: Model, files: list[bytes], max_pixels: int) -> dict[str, float]:
+    """Decode + normalise + predict, one file at a time, as the worker does."""
+    predict_files(files[:20], model, max_pixels)  # warm caches
+    times = []
+    for data in files:
+        started = time.perf_counter()
+        predict_files([data], model, max_pixels)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {
+        "median": statistics.median(times),
+        "p90": times[int(len(times) * 0.9)],
+        "p99": times[int(len(times) * 0.99)],
+    }
+
+
+def accuracy_on_files(model: Model, items: list[tuple[bytes, int]], max_pixels: int) -> float:
+    answers = predict_files([data for data, _ in items], model, max_pixels)
+    right = sum(
+        answer["prediction"] is not None and answer["prediction"]["prediction"] == str(label)
+        for answer, (_, label) in zip(answers, items, strict=True)
+    )
+    return right / len(items)
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def plot(matrix: np.ndarray, bins: list[dict[str, float]], ece: float, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    figure, axes = plt.subplots(figsize=(5.2, 4.6), dpi=100)
+    shown = np.log10(matrix + 1)
+    axes.imshow(shown, cmap="Blues")
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            dark = shown[row, col] > shown.max() * 0.6
+            axes.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
+    axes.set_xticks(range(10))
+    axes.set_yticks(range(10))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix, MNIST test (10,000)")
+    figure.tight_layout()
+    written.append(folder / "confusion_matrix.png")
+    figure.savefig(written[-1])
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(4.6, 4.6), dpi=100)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect")
+    axes.plot(
+        [b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", label="model"
+    )
+    axes.set_xlabel("confidence")
+    axes.set_ylabel("accuracy")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_title(f"Reliability, MNIST test (ECE {ece:.4f})")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    written.append(folder / "reliability.png")
+    figure.savefig(written[-1])
+    plt.close(figure)
+    return written
+
+
+def evaluate(settings: Settings, per_set: int, seed: int, plots: Path | None) -> dict[str, Any]:
+    from tests.realworld import make_sets  # the project's own generator of real-world sets
+
+    model = model_store.ensure(settings)
+    test = load_split("test", settings.mnist_data_dir, settings.mnist_cache_dir)
+    pixels = test.images.reshape(len(test), -1).astype(np.float32) / np.float32(255)
+    labels = test.labels.astype(np.int64)
+    probs = model.probabilities(pixels)
+    predicted = probs.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted)
+    precision = np.diag(matrix) / np.maximum(matrix.sum(axis=0), 1)
+    recall = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+    ece = expected_calibration_error(probs, labels)
+    bins = reliability(probs, labels)
+    files = [_png(image) for image in test.images[:1000]]
+    report: dict[str, Any] = {
+        "model_version": model.version,
+        "pipeline": model.metadata.get("pipeline"),
+        "accuracy": float((predicted == labels).mean()),
+        "errors": int((predicted != labels).sum()),
+        "ece": ece,
+        "precision": precision.round(4).tolist(),
+        "recall": recall.round(4).tolist(),
+        "confusion_matrix": matrix.tolist(),
+        "latency_ms_per_image": latency_ms(model, files, settings.max_image_pixels),
+        "mnist_as_png_accuracy": accuracy_on_files(
+            model,
+            list(zip(files, test.labels[:1000].tolist(), strict=True)),
+            settings.max_image_pixels,
+        ),
+        "real_world": {},
+    }
+    sets = make_sets(test.images, test.labels, n=per_set, seed=seed)
+    for name, items in sets.items():
+        report["real_world"][name] = {
+            "images": len(items),
+            "accuracy": accuracy_on_files(model, items, settings.max_image_pixels),
+        }
+    if plots is not None:
+        report["plots"] = [str(path) for path in plot(matrix, bins, ece, plots)]
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    out = sys.stdout.write
+    out(f"model {report['model_version']}: {report['pipeline']}\n")
+    out(
+        f"MNIST test: accuracy {report['accuracy']:.4f} ({report['errors']} errors), "
+        f"ECE {report['ece']:.4f}\n\n"
+    )
+    out("digit  precision  recall\n")
+    for digit, (p, r) in enumerate(zip(report["precision"], report["recall"], strict=True)):
+        out(f"  {digit}     {p:.4f}   {r:.4f}\n")
+    out("\nconfusion matrix (rows: true, columns: predicted)\n")
+    out("      " + "".join(f"{d:>6}" for d in range(10)) + "\n")
+    for digit, row in enumerate(report["confusion_matrix"]):
+        out(f"  {digit:>3} " + "".join(f"{v:>6}" for v in row) + "\n")
+    lat = report["latency_ms_per_image"]
+    out(
+        f"\nlatency per image (decode + normalise + predict, PNG 28x28): median "
+        f"{lat['median']:.3f} ms, p90 {lat['p90']:.3f} ms, p99 {lat['p99']:.3f} ms\n"
+    )
+    out(
+        f"MNIST test as PNG uploads (first 1,000): accuracy {report['mnist_as_png_accuracy']:.4f}\n"
+    )
+    out("\nreal-world sets (through decode + normalise + predict):\n")
+    for name, row in report["real_world"].items():
+        target = 0.97 if name in HANDWRITTEN_SETS else 0.90
+        verdict = "ok" if row["accuracy"] >= target else "BELOW TARGET"
+        out(
+            f"  {name:<7} {row['images']:>5} images  accuracy {row['accuracy']:.4f}  "
+            f"(target {target:.2f}: {verdict})\n"
+        )
+    for path in report.get("plots", []):
+        out(f"wrote {path}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-set", type=int, default=500, help="images per real-world set")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the real-world sets")
+    parser.add_argument("--plots", type=Path, default=Path("docs"), help="folder for the PNGs")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    report = evaluate(
+        get_settings(), args.per_set, args.seed, None if args.no_plots else args.plots
+    )
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""``python -m worker.health``: exit 0 if this host's worker has a live heartbeat in Redis.
+
+For container healthchecks: one GET, no broadcast to every worker (as a Celery ping is).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import redis
+
+from shared.queue import WORKER_KEY_PREFIX
+from shared.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    node = args[0] if args else f"celery@{socket.gethostname()}"
+    settings = get_settings()
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=2
+        )
+        alive = bool(client.exists(WORKER_KEY_PREFIX + node))
+    except (redis.RedisError, OSError) as exc:
+        print(f"health: Redis unreachable: {exc}", file=sys.stderr)
+        return 1
+    print(f"health: {node} {'alive' if alive else 'has no heartbeat'}", file=sys.stderr)
+    return 0 if alive else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

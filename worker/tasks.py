@@ -1,0 +1,143 @@
+"""The ``mnist.predict`` task: thin on purpose.
+
+It decodes the JSON-safe payload, hands the images to ``shared.inference`` and returns a
+JSON-safe dict. Everything else (limits, normalisation, the model) lives in ``shared/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared import model as model_store
+from shared.errors import InvalidInput, PredictionFailed, PredictionTimeout, ServiceError
+from shared.inference import predict_files
+from shared.queue import ATTEMPTS_KEY_PREFIX
+from shared.settings import Settings
+
+log = logging.getLogger("worker.tasks")
+
+_loaded: dict[str, model_store.Model] = {}
+
+
+def get_model(settings: Settings) -> model_store.Model:
+    """The model, loaded (or trained) once per process and kept in memory."""
+    key = str(settings.model_path)
+    if key not in _loaded:
+        _loaded[key] = model_store.ensure(settings)
+        log.info(
+            "model loaded",
+            extra={"model_version": _loaded[key].version, "model_path": key},
+        )
+    return _loaded[key]
+
+
+def _decode_payload(images: list[str]) -> tuple[list[bytes], set[int]]:
+    """The image bytes, and the positions whose payload was not base64 (sent as b"")."""
+    decoded: list[bytes] = []
+    invalid: set[int] = set()
+    for position, text in enumerate(images):
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            decoded.append(b"")
+            invalid.add(position)
+    return decoded, invalid
+
+
+def _failed_items(count: int, error: ServiceError) -> list[dict[str, Any]]:
+    return [{"prediction": None, "error": error.to_dict()} for _ in range(count)]
+
+
+class PredictTask(Task):
+    """Gives up on a message that keeps killing its worker instead of looping forever.
+
+    With late acks, a task whose worker dies is delivered again; a poison message would
+    come back for ever. Each delivery is counted in Redis and, past the limit, the task
+    answers with an error for every image instead of running.
+    """
+
+    abstract = True
+    settings: Settings
+
+    def attempts(self) -> int:
+        task_id = self.request.id
+        client = getattr(self.backend, "client", None)
+        if task_id is None or client is None:
+            return 1
+        key = ATTEMPTS_KEY_PREFIX + task_id
+        try:
+            pipe = client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self.settings.result_ttl_seconds)
+            count, _ = pipe.execute()
+        except Exception:  # noqa: BLE001 - counting is best effort; never fail the task for it
+            log.warning("could not count attempts", extra={"task_id": task_id})
+            return 1
+        return int(count)
+
+
+def predict(
+    task: PredictTask,
+    images: list[str],
+    request_ids: list[str] | None = None,
+    enqueued_at: float | None = None,
+    return_inputs: list[int] | None = None,
+) -> dict[str, Any]:
+    started = time.time()
+    settings = task.settings
+    request_ids = request_ids or []
+    attempts = task.attempts()
+    model = get_model(settings)
+    base = {"worker": task.request.hostname or "local", "model_version": model.version}
+    if attempts > settings.task_max_retries + 1:
+        log.error(
+            "task gave up: it was delivered %d times, each ending its worker",
+            attempts,
+            extra={"task_id": task.request.id, "request_ids": request_ids},
+        )
+        failure = PredictionFailed(
+            f"The job was abandoned after {attempts - 1} attempts that each crashed a worker."
+        )
+        timings = {"queue_wait_ms": None, "inference_ms": 0.0}
+        return {**base, "items": _failed_items(len(images), failure), "timings": timings}
+
+    files, invalid = _decode_payload(images)
+    try:
+        items = predict_files(
+            files, model, settings.max_image_pixels, frozenset(return_inputs or ())
+        )
+        for position in invalid:
+            items[position] = {
+                "prediction": None,
+                "error": InvalidInput("The task payload was not base64.").to_dict(),
+            }
+        outcome = "ok"
+    except SoftTimeLimitExceeded:
+        items = _failed_items(len(images), PredictionTimeout())
+        outcome = "timeout"
+    finished = time.time()
+    # The result follows shared.schemas.TaskResult; built as a dict, it is JSON as it stands.
+    timings = {
+        "queue_wait_ms": round((started - enqueued_at) * 1000, 3) if enqueued_at else None,
+        "inference_ms": round((finished - started) * 1000, 3),
+    }
+    log.info(
+        "task done",
+        extra={
+            "task_id": task.request.id,
+            "request_ids": request_ids,
+            "images": len(images),
+            "errors": sum(item["error"] is not None for item in items),
+            "outcome": outcome,
+            "attempt": attempts,
+            **timings,
+        },
+    )
+    return {**base, "items": items, "timings": timings}
