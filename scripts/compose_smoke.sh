@@ -7,7 +7,7 @@
 #
 # Offline: the model is trained from a local MNIST copy (docker-compose.test.yml), taken from
 # MNIST_HOST_DIR (default: MNIST_DATA_DIR). CONTAINERS_SETUP: a script to run first if
-# `docker compose` does not answer. Knobs: SMOKE_WORKERS (3), SMOKE_PREDICTIONS (120),
+# `docker compose` or its engine does not answer. Knobs: SMOKE_WORKERS (3), SMOKE_PREDICTIONS (120),
 # TRAIN_LIMIT (10000), API_PORT (a free one), PYTHON (python3, stdlib only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,15 +21,18 @@ say() { printf 'smoke: %s\n' "$*"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# --- 1. docker compose must answer ---------------------------------------------------------
-if ! docker compose version >/dev/null 2>&1; then
+# --- 1. docker compose and its engine must answer ------------------------------------------
+# The client and the compose plugin can be installed while no engine runs (after a reboot,
+# say), so ask the engine too: `docker info` talks to the daemon, `compose version` does not.
+engine_answers() { docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+if ! engine_answers; then
   if [[ -n $SETUP_SCRIPT && -f $SETUP_SCRIPT ]]; then
-    say "docker compose does not answer; running $SETUP_SCRIPT"
+    say "docker compose or its engine does not answer; running $SETUP_SCRIPT"
     # From /: a container engine started here keeps its working directory, which must
     # outlive this checkout.
     (cd / && bash "$SETUP_SCRIPT")
   fi
-  docker compose version >/dev/null 2>&1 || { say "FAIL: needs docker compose (v2)"; exit 1; }
+  engine_answers || { say "FAIL: needs docker compose (v2) and a running engine"; exit 1; }
 fi
 say "$(docker compose version)"
 
