@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from shared.errors import NoDigitFound
-from shared.normalize import to_mnist
+from shared.normalize import _fast_path, to_mnist
 
 # --------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -103,6 +103,22 @@ def test_mnist_test_images_unchanged(mnist):
     diffs = np.array(diffs)
     assert diffs.mean() < 1e-3
     assert np.mean(diffs < 5e-3) >= 0.99
+
+
+def test_mnist_images_take_the_fast_path(mnist):
+    # The worker's hot path: most MNIST digits must skip the general pipeline, and what
+    # the fast path returns is exactly the pixels scaled by their peak.
+    x, _ = mnist
+    taken = 0
+    for a in x[:500]:
+        out = _fast_path(Image.fromarray(a, "L"))
+        if out is not None:
+            taken += 1
+            np.testing.assert_array_equal(out, a.astype(np.float32) * np.float32(1 / a.max()))
+    assert taken >= 400, taken
+    # ... and images that are not MNIST-like do not take it
+    assert _fast_path(Image.fromarray(255 - x[0], "L")) is None
+    assert _fast_path(Image.fromarray(np.roll(x[0], 5, axis=1), "L")) is None
 
 
 def test_shifted_mnist_digit_is_recentred(digits):
