@@ -7,8 +7,9 @@
 #
 # Offline: the model is trained from a local MNIST copy (docker-compose.test.yml), taken from
 # MNIST_HOST_DIR (default: MNIST_DATA_DIR). CONTAINERS_SETUP: a script to run first if
-# `docker compose` or its engine does not answer. Knobs: SMOKE_WORKERS (3), SMOKE_PREDICTIONS (120),
-# TRAIN_LIMIT (10000), API_PORT (a free one), PYTHON (python3, stdlib only).
+# `docker compose` or its engine does not answer. Knobs: SMOKE_WORKERS (3),
+# SMOKE_PREDICTIONS (120), TRAIN_LIMIT (10000), API_PORT (a free one), PYTHON (python3,
+# stdlib only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -165,10 +165,14 @@ _RING[1:-1, 1:-1] = False
 _RING_SIZE = int(_RING.sum())
 
 
-def _span(maxima: list[int], level: float) -> int:
-    """How many rows (or columns) lie from the first to the last one whose maximum > level."""
-    above = [i for i, value in enumerate(maxima) if value > level]
-    return above[-1] - above[0] + 1
+def _side(row_max: list[int], col_max: list[int], level: float) -> int:
+    """The longer side of the box holding every pixel above ``level`` (there is one)."""
+
+    def span(maxima: list[int]) -> int:
+        above = [i for i, value in enumerate(maxima) if value > level]
+        return above[-1] - above[0] + 1
+
+    return max(span(row_max), span(col_max))
 
 
 def _fast_path(image: Image.Image) -> np.ndarray | None:
@@ -185,12 +189,10 @@ def _fast_path(image: Image.Image) -> np.ndarray | None:
     if peak < 64:
         return None
     # the 20-pixel box MNIST uses, measured on the digit's half-intensity footprint
-    level = 0.35 * peak
-    if max(_span(row_max, level), _span(col_max, level)) not in (19, 20):
+    if _side(row_max, col_max, 0.35 * peak) not in (19, 20):
         return None
     # nothing faint but non-zero far outside that box (noise, specks)
-    level = 0.02 * peak
-    if max(_span(row_max, level), _span(col_max, level)) > 21:
+    if _side(row_max, col_max, 0.02 * peak) > 21:
         return None
     weights = a.astype(np.float32)
     row_sums = weights.sum(1)
