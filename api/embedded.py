@@ -16,6 +16,7 @@ from celery.backends.base import Backend
 from redis.asyncio import Redis
 
 from shared.queue import WORKER_KEY_PREFIX
+from shared.schemas import TASK_PREDICT
 from shared.settings import Settings
 
 log = logging.getLogger("api.embedded")
@@ -41,6 +42,7 @@ def embedded_queue(settings: Settings) -> tuple[Celery, Redis]:
         return backend
 
     celery_app._get_backend = in_memory_backend  # type: ignore[method-assign]
+    celery_app.tasks[TASK_PREDICT].redis_client = fakeredis.FakeRedis(server=server)
     model = tasks.get_model(settings)
     # The API process is this mode's only worker: it announces itself like one, for good.
     record = worker_record(model, hostname="embedded")

@@ -13,28 +13,29 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
 from api.jobs import JobQueue
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.publisher import CeleryTaskPublisher, RedisTaskPublisher, TaskPublisher
+from api.publisher import Admission, CeleryTaskPublisher, RedisTaskPublisher, TaskPublisher
 from api.results import ResultListener
 from api.routes import jobs, ops, page, predict
 from api.routes.ops import ReadinessCache
+from shared import redis_clients
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("api")
 
 
-def _redis_client(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds * 2,
-        health_check_interval=10,
+def _admission(settings: Settings) -> Admission:
+    return Admission(
+        max_depth=settings.max_queue_depth,
+        ttl_seconds=settings.result_ttl_seconds,
+        memory_high_water=settings.redis_memory_high_water,
+        min_replicas=settings.redis_min_replicas,
+        replica_timeout_ms=round(settings.redis_replica_timeout_seconds * 1000),
     )
 
 
@@ -50,15 +51,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             celery_app, redis = embedded_queue(settings)
             publisher = CeleryTaskPublisher(celery_app, redis, settings.result_ttl_seconds)
         else:
-            redis = _redis_client(settings)
-            publisher = RedisTaskPublisher(
-                redis, settings.queue_name, settings.max_queue_depth, settings.result_ttl_seconds
-            )
+            redis = redis_clients.async_client(settings)
+            publisher = RedisTaskPublisher(redis, settings.queue_name, _admission(settings))
         listener = ResultListener(redis)
         listener.start()
         app.state.jobs = JobQueue(settings, publisher, redis, listener, app.state.metrics)
         app.state.jobs.start()
-        log.info("api started", extra={"embedded": settings.embedded})
+        log.info(
+            "api started",
+            extra={
+                "embedded": settings.embedded,
+                "redis": "in-process" if settings.embedded else redis_clients.describe(settings),
+                "min_replicas": settings.redis_min_replicas,
+            },
+        )
         try:
             yield
         finally:

@@ -3,8 +3,16 @@
 ``RedisTaskPublisher`` is what the API uses with Redis. Celery's own publisher (kombu) is
 synchronous, so from an async API every send would need a thread hop, and it would take a
 second round trip for the back-pressure check and the job records. Instead, one small Lua
-script does all three atomically, in one round trip, without leaving the event loop:
-refuse if the queue is full, record the job ids, push the task.
+script does it all atomically, in one round trip, without leaving the event loop: refuse if
+the queue is full or Redis nears its ``maxmemory``, record the job ids, push the task.
+
+Memory: Redis runs with ``noeviction``, so at its limit it refuses every write, the workers'
+results included, and accepted jobs would stall. The script refuses new jobs earlier, at
+``REDIS_MEMORY_HIGH_WATER`` of ``maxmemory``, keeping the rest for the jobs already accepted.
+
+Replicas: with ``REDIS_MIN_REPLICAS`` the script and a ``WAIT`` go in one pipeline (``WAIT``
+counts the writes of its own connection), so a job is on that many replicas before the API
+answers for it, and a failover cannot lose it.
 
 The message is Celery's task protocol 2 exactly as kombu's Redis transport stores it (a
 JSON envelope with the base64 body ``[args, kwargs, embed]``), pushed on the list named
@@ -24,26 +32,39 @@ import os
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from celery import Celery
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
-from shared.errors import BrokerUnavailable, QueueFull
+from shared.errors import BrokerUnavailable, QueueFull, QueueOutOfMemory, ReplicationTimeout
 from shared.queue import JOB_KEY_PREFIX
 from shared.schemas import TASK_PREDICT
 
-# KEYS: the queue, then one key per job. ARGV: max depth, ttl, message, then job values.
+# KEYS: the queue, then one key per job. ARGV: max depth, ttl, message, memory high water
+# (a share of maxmemory), then the job values. Returns the depth, or -1 (full) / -2 (memory).
 ENQUEUE_SCRIPT = """
 local depth = redis.call('LLEN', KEYS[1])
 if depth >= tonumber(ARGV[1]) then return -1 end
+local high_water = tonumber(ARGV[4])
+if high_water < 1 then
+  local info = redis.call('INFO', 'memory')
+  local limit = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  if limit and limit > 0 then
+    local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+    if used + 2 * string.len(ARGV[3]) > limit * high_water then return -2 end
+  end
+end
 for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ARGV[2])
+  redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[2])
 end
 redis.call('LPUSH', KEYS[1], ARGV[3])
 return depth
 """
+QUEUE_FULL = -1
+OUT_OF_MEMORY = -2
 
 ORIGIN = f"api{os.getpid()}@{socket.gethostname()}"
 
@@ -101,29 +122,71 @@ def task_message(task_id: str, queue: str, kwargs: dict[str, Any], summary: str)
     )
 
 
+@dataclass(frozen=True)
+class Admission:
+    """When the publisher refuses a job, and how many replicas must hold one it accepts."""
+
+    max_depth: int
+    ttl_seconds: int
+    memory_high_water: float = 1.0  # 1: leave the limit to Redis itself
+    min_replicas: int = 0
+    replica_timeout_ms: int = 1000
+
+
 class RedisTaskPublisher:
-    def __init__(self, redis: Redis, queue: str, max_depth: int, ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, queue: str, admission: Admission) -> None:
+        self.redis = redis
         self.queue = queue
-        self.max_depth = max_depth
-        self.ttl_seconds = ttl_seconds
+        self.admission = admission
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
 
     async def enqueue(
         self, task_id: str, jobs: dict[str, str], kwargs: dict[str, Any], summary: str
     ) -> None:
+        rules = self.admission
         keys = [self.queue, *(JOB_KEY_PREFIX + job for job in jobs)]
         args = [
-            self.max_depth,
-            self.ttl_seconds,
+            rules.max_depth,
+            rules.ttl_seconds,
             task_message(task_id, self.queue, kwargs, summary),
+            rules.memory_high_water,
             *jobs.values(),
         ]
+        replicas = None
         try:
-            depth = await self._enqueue(keys=keys, args=args)
+            if rules.min_replicas:
+                depth, replicas = await self._enqueue_and_wait(keys, args)
+            else:
+                depth = await self._enqueue(keys=keys, args=args)
+        except OutOfMemoryError as exc:  # over maxmemory already: Redis refused the write
+            raise QueueOutOfMemory() from exc
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable() from exc
-        if int(depth) < 0:
+        if int(depth) == QUEUE_FULL:
             raise QueueFull()
+        if int(depth) == OUT_OF_MEMORY:
+            raise QueueOutOfMemory()
+        if replicas is not None and int(replicas) < rules.min_replicas:
+            raise ReplicationTimeout()
+
+    async def _enqueue_and_wait(self, keys: list[str], args: list[Any]) -> tuple[int, int]:
+        """The script, then ``WAIT``: the queue depth and the replicas that hold the job."""
+        try:
+            return await self._enqueue_pipeline(keys, args)
+        except NoScriptError:
+            # A new master (after a failover) or a restarted Redis has no scripts yet.
+            await self.redis.script_load(ENQUEUE_SCRIPT)
+            return await self._enqueue_pipeline(keys, args)
+
+    async def _enqueue_pipeline(self, keys: list[str], args: list[Any]) -> tuple[int, int]:
+        # One pipeline is one connection: WAIT counts the writes of its own connection.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
+            pipe.execute_command(
+                "WAIT", self.admission.min_replicas, self.admission.replica_timeout_ms
+            )
+            depth, replicas = await pipe.execute()
+        return int(depth), int(replicas)
 
 
 class CeleryTaskPublisher:

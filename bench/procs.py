@@ -22,6 +22,7 @@ import httpx
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
+REDIS_CONF = REPO / "deploy" / "redis.conf"
 
 
 def free_port() -> int:
@@ -30,20 +31,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def redis_server_args(binary: str, port: int, folder: Path) -> list[str]:
-    """A private, throwaway redis-server: loopback only, nothing written to disk."""
+def redis_server_args(binary: str, port: int, folder: Path, *options: str) -> list[str]:
+    """A private redis-server as the project recommends it (``deploy/redis.conf``), on
+    loopback, keeping its data in ``folder``; ``options`` (``--name value``) come last.
+
+    It starts from a copy in ``folder``: Sentinel rewrites the file of a server it
+    reconfigures (``CONFIG REWRITE``), which must never be the project's own.
+    """
+    conf = folder / "redis.conf"
+    if not conf.exists():
+        shutil.copyfile(REDIS_CONF, conf)
     return [
         binary,
+        str(conf),
         "--port",
         str(port),
         "--bind",
         "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
         "--dir",
         str(folder),
+        *options,
     ]
 
 

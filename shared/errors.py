@@ -117,6 +117,26 @@ class QueueFull(ServiceUnavailable):
     default_detail = "Too many jobs are waiting; try again shortly."
 
 
+class QueueOutOfMemory(ServiceUnavailable):
+    """Redis is (nearly) at its ``maxmemory``: new jobs wait until the queue drains."""
+
+    code = "queue_out_of_memory"
+    default_detail = "The job queue is out of memory; try again shortly."
+
+
+class ReplicationTimeout(ServiceUnavailable):
+    """The job was written, but not confirmed by ``REDIS_MIN_REPLICAS`` replicas in time.
+
+    It may still run (at least once): the client, told 503, may send it again.
+    """
+
+    code = "replication_timeout"
+    default_detail = (
+        "The job queue could not confirm the job on its replicas in time; try again shortly "
+        "(the job may still run)."
+    )
+
+
 class ModelUnavailable(ServiceUnavailable):
     code = "model_unavailable"
     default_detail = "The model is not available."

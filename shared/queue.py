@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from shared import redis_clients
 from shared.settings import Settings
 
 RESULT_KEY_PREFIX = "celery-task-meta-"
@@ -31,9 +32,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "retry_on_timeout": False,
         "health_check_interval": 10,
     }
+    sentinel = redis_clients.celery_transport_options(settings)
     return {
-        "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
+        # With Sentinel: kombu's and Celery's sentinel:// URLs, and the master's name below.
+        "broker_url": redis_clients.celery_url(settings),
+        "result_backend": redis_clients.celery_url(settings),
         # JSON only: a pickle message from anyone who can reach Redis would be code execution.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -61,8 +64,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_interval": 2,
             "unacked_restore_throttle": 1,
             **redis_timeouts,
+            **sentinel,
         },
-        "result_backend_transport_options": redis_timeouts,
+        "result_backend_transport_options": {**redis_timeouts, **sentinel},
         "redis_socket_timeout": settings.redis_timeout_seconds * 5,
         "redis_socket_connect_timeout": settings.redis_timeout_seconds,
         "redis_retry_on_timeout": False,
@@ -79,7 +83,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def make_celery(settings: Settings, name: str = "mnist") -> Celery:
+def make_celery(settings: Settings, name: str = "mnist", backend: type | None = None) -> Celery:
+    """``backend``: a result-backend class to use instead of the one the URL names (Celery
+    takes a class for ``result_backend`` as for its ``backend`` argument)."""
     app = Celery(name, set_as_current=False)
-    app.conf.update(celery_config(settings))
+    config = celery_config(settings)
+    if backend is not None:
+        config["result_backend"] = backend
+    app.conf.update(config)
     return app

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,25 @@ class Settings(BaseSettings):
     embedded: bool = Field(
         default=False,
         description="Run tasks inside the API process, no Redis (`make run` sets it when needed).",
+    )
+    redis_sentinels: str = Field(
+        default="",
+        description="Comma-separated host:port of Redis Sentinels; set, the master is found "
+        "through them and REDIS_URL gives only the database and the password.",
+    )
+    redis_master_name: str = Field(default="mnist", min_length=1)
+    redis_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must hold a job before it is accepted (Redis WAIT).",
+    )
+    redis_replica_timeout_seconds: float = Field(default=1.0, gt=0)
+    redis_memory_high_water: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Refuse new jobs once Redis uses this share of its maxmemory; the rest "
+        "is kept for the results of the jobs already accepted.",
     )
     queue_name: str = "mnist"
     result_ttl_seconds: int = Field(default=3600, ge=10)
@@ -63,6 +82,26 @@ class Settings(BaseSettings):
     # --- HTTP ----------------------------------------------------------------------------
     cors_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: str) -> str:
+        sentinel_nodes(value)  # a typo fails at start-up, not at the first request
+        return value
+
+
+def sentinel_nodes(text: str) -> list[tuple[str, int]]:
+    """``"h1:26379, [::1]:26380"`` -> ``[("h1", 26379), ("::1", 26380)]``; else ``ValueError``."""
+    nodes = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        nodes.append((host, int(port)))
+    return nodes
 
 
 def redacted_url(url: str) -> str:

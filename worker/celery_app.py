@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.signals import (
     setup_logging,
@@ -20,18 +19,20 @@ from celery.signals import (
 )
 from threadpoolctl import threadpool_limits
 
+from shared import redis_clients
 from shared.logs import configure_logging
 from shared.queue import make_celery
 from shared.schemas import TASK_PREDICT
 from shared.settings import Settings, get_settings
 from worker import tasks
 from worker.heartbeat import Heartbeat
+from worker.result_store import result_store_class
 
 log = logging.getLogger("worker")
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    celery_app = make_celery(settings, name="mnist-worker")
+    celery_app = make_celery(settings, name="mnist-worker", backend=result_store_class(settings))
     base = type("SettingsPredictTask", (tasks.PredictTask,), {"settings": settings})
     celery_app.task(name=TASK_PREDICT, bind=True, base=base, shared=False)(tasks.predict)
     return celery_app
@@ -66,18 +67,19 @@ def _prepare_model(**_: Any) -> None:
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or "worker"
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds * 2,
-    )
+    client = redis_clients.sync_client(settings)
     concurrency = int(getattr(getattr(sender, "pool", None), "limit", None) or 1)
     heartbeat = Heartbeat(client, tasks.get_model(settings), hostname, concurrency)
     heartbeat.start()
     _heartbeats.append(heartbeat)
     log.info(
         "worker ready",
-        extra={"hostname": hostname, "queue": settings.queue_name, "concurrency": concurrency},
+        extra={
+            "hostname": hostname,
+            "queue": settings.queue_name,
+            "concurrency": concurrency,
+            "redis": redis_clients.describe(settings),
+        },
     )
 
 

@@ -10,6 +10,7 @@ import sys
 
 import redis
 
+from shared import redis_clients
 from shared.queue import WORKER_KEY_PREFIX
 from shared.settings import get_settings
 
@@ -19,9 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     node = args[0] if args else f"celery@{socket.gethostname()}"
     settings = get_settings()
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=2
-        )
+        client = redis_clients.sync_client(settings, socket_connect_timeout=2, socket_timeout=2)
         alive = bool(client.exists(WORKER_KEY_PREFIX + node))
     except (redis.RedisError, OSError) as exc:
         print(f"health: Redis unreachable: {exc}", file=sys.stderr)

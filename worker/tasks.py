@@ -12,10 +12,12 @@ import logging
 import time
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import model as model_store
+from shared import redis_clients
 from shared.errors import InvalidInput, PredictionFailed, PredictionTimeout, ServiceError
 from shared.inference import predict_files
 from shared.queue import ATTEMPTS_KEY_PREFIX
@@ -65,15 +67,18 @@ class PredictTask(Task):
 
     abstract = True
     settings: Settings
+    # Made on first use, so in each pool process after the fork; embedded mode sets its own.
+    redis_client: redis.Redis | None = None
 
     def attempts(self) -> int:
         task_id = self.request.id
-        client = getattr(self.backend, "client", None)
-        if task_id is None or client is None:
+        if task_id is None:
             return 1
+        if self.redis_client is None:
+            self.redis_client = redis_clients.sync_client(self.settings)
         key = ATTEMPTS_KEY_PREFIX + task_id
         try:
-            pipe = client.pipeline()
+            pipe = self.redis_client.pipeline()
             pipe.incr(key)
             pipe.expire(key, self.settings.result_ttl_seconds)
             count, _ = pipe.execute()

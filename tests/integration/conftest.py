@@ -85,6 +85,11 @@ class RedisServer:
         assert self.process is not None
         self.process.stop()
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to save anything."""
+        assert self.process is not None
+        self.process.stop(signal.SIGKILL)
+
     def _answers(self) -> bool:
         try:
             return bool(self.client().ping())
@@ -98,17 +103,26 @@ def _shared_redis() -> RedisServer | None:
     return server if server._answers() else None
 
 
-def start_private_redis(folder: Path, port: int | None = None) -> RedisServer | None:
-    """A redis-server of the tests' own, on a free port (None if there is no binary)."""
+def start_private_redis(
+    folder: Path, port: int | None = None, *options: str, password: str | None = None
+) -> RedisServer | None:
+    """A redis-server of the tests' own from ``deploy/redis.conf``, on a free port, its data
+    in ``folder`` (None if there is no binary). ``options``: extra ``--name value`` pairs."""
     binary = shutil.which("redis-server")
     if binary is None:
         return None
     port = port or free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    if password is not None:
+        options = (*options, "--requirepass", password, "--masterauth", password)
     process = Process(
-        "redis", redis_server_args(binary, port, folder), dict(os.environ), folder / "redis.log"
+        f"redis-{port}",
+        redis_server_args(binary, port, folder, *options),
+        dict(os.environ),
+        folder / "redis.log",
     )
-    server = RedisServer(url=f"redis://127.0.0.1:{port}/0", port=port, process=process)
+    auth = f":{password}@" if password is not None else ""
+    server = RedisServer(url=f"redis://{auth}127.0.0.1:{port}/0", port=port, process=process)
     server.start()
     return server
 
@@ -245,6 +259,137 @@ class Stack:
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+
+
+# --- jobs, as a client sees them ------------------------------------------------------
+
+
+def submit(base: str, data: bytes) -> str:
+    response = httpx.post(
+        base + "/predict/mnist",
+        params={"async": "true"},
+        files={"file": ("d.png", data)},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+def job(base: str, job_id: str) -> dict:
+    return dict(httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())
+
+
+def wait_all_done(base: str, job_ids: list[str], timeout: float) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+
+    def finished() -> bool:
+        for job_id in job_ids:
+            if job_id not in done:
+                status = job(base, job_id)
+                if status.get("status") in ("succeeded", "failed"):  # 503: ask again
+                    done[job_id] = status
+        return len(done) == len(job_ids)
+
+    wait_until(finished, timeout, f"{len(job_ids)} jobs")
+    return done
+
+
+# --- Sentinel ---------------------------------------------------------------------------
+
+MASTER_NAME = "mnist"
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and three Sentinels (quorum 2), all on free loopback ports."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinels: list[Process]
+    ports: list[int]
+
+    @property
+    def setting(self) -> str:
+        """The ``REDIS_SENTINELS`` value that reaches these Sentinels."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def master_port(self) -> int | None:
+        """The master's port as the first Sentinel that answers names it."""
+        for port in self.ports:
+            try:
+                client = redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
+                address = client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+            except (redis.RedisError, OSError):
+                continue
+            if address:
+                return int(address[1])
+        return None
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Start a server that was down as a replica of the master Sentinel names now, as
+        the start script in ``docker-compose.ha.yml`` does (Sentinel itself would wait
+        about 10 s before turning a returning old master into a replica)."""
+        port = self.master_port()
+        assert server.process is not None and port is not None
+        conf = Path(server.process.args[1])
+        conf.write_text(conf.read_text() + f"\nreplicaof 127.0.0.1 {port}\n")
+        server.start()
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, self.replica.process, self.master.process]:
+            if process is not None:
+                process.stop()
+
+
+def _sentinel_ready(port: int) -> bool:
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
+        raw = client.execute_command("SENTINEL", "master", MASTER_NAME)
+    except (redis.RedisError, OSError):
+        return False
+    info = dict(zip(raw[::2], raw[1::2], strict=True)) if isinstance(raw, list) else raw
+    text = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in info.items()
+    }
+    return text.get("num-slaves") == "1" and text.get("num-other-sentinels") == "2"
+
+
+def start_sentinel_group(folder: Path, password: str) -> SentinelGroup:
+    """Everything from ``deploy/redis.conf``, as ``docker-compose.ha.yml`` runs it, with a
+    1 s down-after (compose: 5 s) so the test's failover starts quickly."""
+    master = start_private_redis(folder / "master", None, password=password)
+    if master is None:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is needed (REQUIRE_REDIS=1)")
+        pytest.skip("redis-server binary not found")
+    replica = start_private_redis(
+        folder / "replica", None, "--replicaof", "127.0.0.1", str(master.port), password=password
+    )
+    assert replica is not None
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    ports = [free_port() for _ in range(3)]
+    sentinels = []
+    for index, port in enumerate(ports):
+        conf = folder / f"sentinel-{index}.conf"  # Sentinel rewrites its file: one each
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 2\n"
+            f"sentinel auth-pass {MASTER_NAME} {password}\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+            f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+        )
+        args = [binary, str(conf), "--sentinel"]
+        log_path = folder / f"sentinel-{index}.log"
+        sentinels.append(Process(f"sentinel-{index}", args, dict(os.environ), log_path).start())
+    group = SentinelGroup(master, replica, sentinels, ports)
+    try:
+        wait_until(lambda: all(_sentinel_ready(port) for port in ports), 30, "3 Sentinels")
+    except BaseException:
+        group.stop()
+        raise
+    return group
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from tests.images import png
-from tests.integration.conftest import RedisServer, Stack, wait_until
+from tests.integration.conftest import RedisServer, Stack, job, submit, wait_all_done, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,36 +27,6 @@ def faulty_png(array: np.ndarray, fault: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG", pnginfo=info)
     return buffer.getvalue()
-
-
-def submit(base: str, data: bytes) -> str:
-    response = httpx.post(
-        base + "/predict/mnist",
-        params={"async": "true"},
-        files={"file": ("d.png", data)},
-        timeout=10,
-    )
-    assert response.status_code == 202, response.text
-    return str(response.json()["job_id"])
-
-
-def job(base: str, job_id: str) -> dict:
-    return dict(httpx.get(f"{base}/jobs/{job_id}", timeout=5).json())
-
-
-def wait_all_done(base: str, job_ids: list[str], timeout: float) -> dict[str, dict]:
-    done: dict[str, dict] = {}
-
-    def finished() -> bool:
-        for job_id in job_ids:
-            if job_id not in done:
-                status = job(base, job_id)
-                if status["status"] in ("succeeded", "failed"):
-                    done[job_id] = status
-        return len(done) == len(job_ids)
-
-    wait_until(finished, timeout, f"{len(job_ids)} jobs")
-    return done
 
 
 def test_sigkill_of_a_busy_worker_loses_no_job(stack: Stack, mnist) -> None:

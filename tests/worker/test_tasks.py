@@ -28,6 +28,7 @@ def celery_app(small_model_path: Path, mnist_dir: Path, tmp_path: Path) -> Celer
     )
     app = create_worker_app(settings)
     app.backend.client = fakeredis.FakeRedis()
+    app.tasks[TASK_PREDICT].redis_client = app.backend.client
     return app
 
 
