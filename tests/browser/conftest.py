@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 
 # The live-stack fixtures, shared with the integration tests.
-from tests.integration.conftest import Stack, redis_server, stack
+from tests.integration.conftest import Stack, stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-__all__ = ["browser", "redis_server", "served", "stack", "tab"]
+__all__ = ["browser", "served", "stack", "tab"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

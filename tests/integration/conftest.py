@@ -1,17 +1,12 @@
-"""Real processes on free ports: a Redis server, Celery workers, uvicorn.
+"""Real processes on free ports: Celery workers, uvicorn, Redis with Sentinels.
 
-Redis: a private ``redis-server`` on a free port when the binary exists (so tests may
-restart it and flush it: all its data is theirs); otherwise the one on 127.0.0.1:6379,
-in a database of its own, touching only keys the tests made. Without any Redis the
-tests skip, unless ``REQUIRE_REDIS=1`` (CI), where that is a failure.
+Single Redis servers, and the fixtures that start them, are in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,138 +16,15 @@ import httpx
 import pytest
 import redis
 
-from bench.procs import free_port, redis_server_args, wait_until
-from tests.conftest import REPO, SMALL_TRAIN_IMAGES
+from bench.procs import free_port, wait_until
+from tests.conftest import (
+    SMALL_TRAIN_IMAGES,
+    Process,
+    RedisServer,
+    start_private_redis,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Process:
-    """A child process with its output in a log file (shown when a test fails)."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def send(self, sig: int) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        self.send(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@dataclass
-class RedisServer:
-    url: str
-    port: int
-    process: Process | None = None  # None: the machine's shared server
-    made_keys_only: bool = False
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
-
-    def start(self) -> None:
-        assert self.process is not None, "only a private server can be restarted"
-        self.process.start()
-        wait_until(self._answers, 10, "redis-server")
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, with no chance to save anything."""
-        assert self.process is not None
-        self.process.stop(signal.SIGKILL)
-
-    def _answers(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except (redis.RedisError, OSError):
-            return False
-
-
-def _shared_redis() -> RedisServer | None:
-    # The machine's Redis: db 13 is ours by convention; tests only delete keys they made.
-    server = RedisServer(url="redis://127.0.0.1:6379/13", port=6379, made_keys_only=True)
-    return server if server._answers() else None
-
-
-def start_private_redis(
-    folder: Path, port: int | None = None, *options: str, password: str | None = None
-) -> RedisServer | None:
-    """A redis-server of the tests' own from ``deploy/redis.conf``, on a free port, its data
-    in ``folder`` (None if there is no binary). ``options``: extra ``--name value`` pairs."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    port = port or free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    if password is not None:
-        options = (*options, "--requirepass", password, "--masterauth", password)
-    process = Process(
-        f"redis-{port}",
-        redis_server_args(binary, port, folder, *options),
-        dict(os.environ),
-        folder / "redis.log",
-    )
-    auth = f":{password}@" if password is not None else ""
-    server = RedisServer(url=f"redis://{auth}127.0.0.1:{port}/0", port=port, process=process)
-    server.start()
-    return server
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis this test may stop and restart."""
-    server = start_private_redis(tmp_path / "redis")
-    if server is None:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is needed (REQUIRE_REDIS=1)")
-        pytest.skip("redis-server binary not found")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_private_redis(tmp_path_factory.mktemp("redis"))
-    if server is not None:
-        yield server
-        server.stop()
-        return
-    shared = _shared_redis()
-    if shared is None:
-        message = "no redis-server binary and no Redis on 127.0.0.1:6379"
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(message + " (REQUIRE_REDIS=1)")
-        pytest.skip(message)
-    yield shared
 
 
 @dataclass
