@@ -134,26 +134,31 @@ class Processes:
 
     # --- the pieces -------------------------------------------------------------------
 
-    def redis_server(self) -> str:
+    def redis_server(self, name: str = "redis", replica_of: int | None = None) -> str:
+        """A private Redis (its URL); ``replica_of``: the port of the master it replicates."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         port = free_port()
-        data = self.folder / "redis"
+        data = self.folder / name
         data.mkdir(exist_ok=True)
-        proc = self.spawn(
-            "redis", [*redis_server_args(binary, port, data), "--maxclients", "10000"], stop_rank=2
-        )
+        options = ["--maxclients", "10000"]
+        if replica_of is not None:
+            options += ["--replicaof", "127.0.0.1", str(replica_of)]
+        proc = self.spawn(name, redis_server_args(binary, port, data, *options), stop_rank=2)
         url = f"redis://127.0.0.1:{port}"
 
         def answers() -> bool:
             proc.require_alive()
             try:
-                return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+                client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+                if replica_of is None:
+                    return bool(client.ping())
+                return client.info("replication").get("master_link_status") == "up"
             except (redis.RedisError, OSError):
                 return False
 
-        wait_until(answers, 15, "redis-server")
+        wait_until(answers, 15, name)
         return url
 
     def uvicorn(self, name: str, app: str, **env: str) -> tuple[Proc, str]:

@@ -10,7 +10,9 @@ PASS/FAIL list of the targets, and writes everything to ``bench/results/latest.j
 
 Parts (``--only``): ``sync`` (1, 32, 256 connections, all three systems), ``async``
 (202s/s with ``?async=true``), ``batch`` (``POST /predict/mnist/batch``, 32 files a
-request, if the endpoint exists), ``workers`` (400-px JPEGs, 1 vs 2 worker processes).
+request, if the endpoint exists), ``workers`` (400-px JPEGs, 1 vs 2 worker processes),
+``replicas`` (a replica joins our Redis; the same worker behind two APIs, one with
+``REDIS_MIN_REPLICAS=1``, so every job waits for the replica's ``WAIT``, one without).
 Peak RSS is read from every process the run started.
 """
 
@@ -38,12 +40,14 @@ from bench.procs import REPO, Proc, Processes, peak_rss_mb, tree_peak_rss
 from bench.report import NO_QUEUE, OURS, PLAIN, evaluate, fmt, sync_table, table, targets_table
 from shared.settings import get_settings
 
-PARTS = ("sync", "async", "batch", "workers")
+PARTS = ("sync", "async", "batch", "workers", "replicas")
 CONNECTIONS = (1, 32, 256)
 DIGITS = 16
 BATCH_FILES = 32
 OUR_READY = b"worker ready"  # our worker's JSON log line once it consumes
 CELERY_READY = b" ready."  # Celery's own banner line (the plain template keeps it)
+NO_WAIT = "no WAIT"
+WAIT_1 = "WAIT 1 replica"
 
 
 def log(message: str) -> None:
@@ -329,7 +333,35 @@ class Bench:
         else:
             self.results["memory"][OURS]["worker-c1"] = tree_peak_rss(worker.pid)
         self.results["memory"][OURS]["api"] = {"main_mb": peak_rss_mb(api.pid)}
+
+        if "replicas" in opts.parts:  # last: the replica it adds stays attached
+            self.results["replicas"] = self.replicas(bodies, redis_url, ours)
         return self.results
+
+    def replicas(self, bodies: Bodies, redis_url: str, ours: str) -> dict[str, Any]:
+        """The cost of ``REDIS_MIN_REPLICAS=1``: the same Redis, replica and worker, two APIs."""
+        master_port = int(redis_url.rsplit(":", 1)[1])
+        self.procs.redis_server("redis-replica", replica_of=master_port)
+        waiting_api, waiting = self.procs.uvicorn(
+            "ours-api-wait", "api.main:app", REDIS_URL=redis_url + "/0", REDIS_MIN_REPLICAS="1"
+        )
+        apis = {NO_WAIT: ours, WAIT_1: waiting}
+        queue = get_settings().queue_name
+        points: dict[str, dict[str, Any]] = {}
+        for connections in (1, 32):
+            for name, base in apis.items():
+                result = self.point(bodies.digits, base, connections, f"sync {name}")
+                points.setdefault(f"sync c={connections}", {})[name] = result.to_dict()
+                wait_drained(redis_url + "/0", [queue])
+        for name, base in apis.items():
+            result = self.point(bodies.asynchronous, base, 32, f"async {name}")
+            points.setdefault("async c=32", {})[name] = {
+                **result.to_dict(),
+                "accepted_per_s": round(result.rate(202), 1),
+            }
+            wait_drained(redis_url + "/0", [queue], timeout=300)
+        self.procs.stop(waiting_api)
+        return points
 
 
 # --- printing ------------------------------------------------------------------------------
@@ -392,6 +424,30 @@ def render(results: dict[str, Any]) -> str:
         out.append("\n-- Worker processes, 400x400 photo-like JPEG uploads, 32 conns")
         out.append(table(["workers", "images/s", "p50 ms", "p99 ms", "non-2xx", "sock err"], rows))
         out.append(f"   2 vs 1: {fmt(w['scaling'], 2, 'x')}")
+    if "replicas" in results:
+        out.append(
+            "\n-- Replication: our API with REDIS_MIN_REPLICAS=1 (WAIT) and without, "
+            "one Redis with one replica, the same worker"
+        )
+        rows = []
+        for point, systems in results["replicas"].items():
+            base_rate = systems[NO_WAIT].get("accepted_per_s") or systems[NO_WAIT]["ok_per_s"]
+            for name, p in systems.items():
+                rate = p.get("accepted_per_s") or p["ok_per_s"]
+                rows.append(
+                    [
+                        point,
+                        name,
+                        fmt(rate),
+                        fmt(p["latency_ms"]["p50"], 2),
+                        fmt(p["latency_ms"]["p99"], 2),
+                        str(p["non_2xx"]),
+                        fmt(rate / base_rate if base_rate else None, 2, "x"),
+                    ]
+                )
+        out.append(
+            table(["point", "api", "ok/s", "p50 ms", "p99 ms", "non-2xx", "vs no WAIT"], rows)
+        )
     mem_rows = []
     for system, processes in results.get("memory", {}).items():
         for name, tree in processes.items():

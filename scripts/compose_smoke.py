@@ -6,6 +6,9 @@ parsed with ``gzip``/``struct`` and each digit is written as a PNG with ``zlib``
 Half the requests are synchronous, half asynchronous (202, then polling the job). They are
 sent concurrently: one client sending one request at a time would mostly meet the same
 idle worker, and the point is to see the queue spread the work.
+
+``--submit-to FILE`` only submits async jobs and writes their ids (for the durability step,
+while no worker runs); ``--collect-from FILE`` later waits for each of them and checks it.
 """
 
 from __future__ import annotations
@@ -141,6 +144,56 @@ def predict(base: str, index: int, png: bytes, label: int, poll_timeout: float) 
     )
 
 
+def submit_jobs(base: str, digits: list[tuple[bytes, int]], path: Path, tag: str) -> int:
+    """Queue every digit as an async job; write ``job_id label`` lines to ``path``."""
+    lines, refused = [], []
+    for png, label in digits:
+        body, headers = multipart(png)
+        status, accepted = request_json(f"{base}/predict/mnist?async=true", body, headers)
+        if status == 202:
+            lines.append(f"{accepted['job_id']} {label}")
+        else:
+            refused.append(f"HTTP {status}: {accepted}")
+    path.write_text("\n".join(lines) + "\n")
+    print(f"{tag}: {len(lines)}/{len(digits)} jobs accepted")
+    for problem in refused[:5]:
+        print(f"{tag}: FAIL: {problem}")
+    return 1 if refused else 0
+
+
+def collect_jobs(base: str, path: Path, timeout: float, min_accuracy: float, tag: str) -> int:
+    """Wait for every job in ``path``; all must succeed, with the given accuracy."""
+    jobs = dict(line.split() for line in path.read_text().splitlines() if line.strip())
+    outcome: dict[str, str] = {}
+    correct = 0
+    deadline = time.monotonic() + timeout
+    while len(outcome) < len(jobs) and time.monotonic() < deadline:
+        for job_id, label in jobs.items():
+            if job_id in outcome:
+                continue
+            try:
+                status, job = request_json(f"{base}/jobs/{job_id}")
+            except OSError:
+                continue  # the API is still reconnecting: ask again
+            state = str(job.get("status")) if status == 200 else f"HTTP {status}"
+            if state in ("succeeded", "failed") or status == 404:
+                outcome[job_id] = state
+                result = job.get("result")
+                if isinstance(result, dict) and str(result.get("prediction")) == label:
+                    correct += 1
+        time.sleep(0.2)
+    states = Counter(outcome.values())
+    print(f"{tag}: {states['succeeded']}/{len(jobs)} succeeded, {correct} correct; {dict(states)}")
+    problems = []
+    if states["succeeded"] < len(jobs):
+        problems.append(f"{len(jobs) - states['succeeded']} jobs lost or failed")
+    if jobs and correct / len(jobs) < min_accuracy:
+        problems.append(f"accuracy {correct / len(jobs):.1%} < {min_accuracy:.0%}")
+    for problem in problems:
+        print(f"{tag}: FAIL: {problem}")
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="the API, e.g. http://127.0.0.1:8000")
@@ -153,10 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-workers", type=int, default=None, help="distinct workers allowed")
     parser.add_argument("--poll-timeout", type=float, default=30.0)
     parser.add_argument("--label", default="predictions", help="prefix of the printed lines")
+    parser.add_argument("--submit-to", type=Path, help="only queue async jobs; ids to this file")
+    parser.add_argument("--collect-from", type=Path, help="only wait for the jobs in this file")
     args = parser.parse_args(argv)
 
-    digits = load_digits(args.data_dir, args.offset, args.count)
     base = args.url.rstrip("/")
+    if args.collect_from:
+        return collect_jobs(
+            base, args.collect_from, args.poll_timeout, args.min_accuracy, args.label
+        )
+    digits = load_digits(args.data_dir, args.offset, args.count)
+    if args.submit_to:
+        return submit_jobs(base, digits, args.submit_to, args.label)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         outcomes = list(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end check of the container setup with `docker compose` (v2):
 # build, start with 3 workers, send MNIST test digits (sync and async), check the answers and
-# that several workers served them, scale down to 1 worker, check again, tear down.
+# that several workers served them, scale down to 1 worker, check again; then, with no worker,
+# queue jobs, SIGKILL Redis and start it again, bring a worker back: every job must be
+# answered. Tear down.
 #
 #   bash scripts/compose_smoke.sh
 #
@@ -45,6 +47,8 @@ MNIST_HOST_DIR=${MNIST_HOST_DIR:-${MNIST_DATA_DIR:-}}
 MNIST_HOST_DIR=$(cd "$MNIST_HOST_DIR" && pwd)
 export MNIST_HOST_DIR
 export TRAIN_LIMIT=${TRAIN_LIMIT:-10000}
+# Compose requires a Redis password; a throwaway one for this run unless one is given.
+export REDIS_PASSWORD=${REDIS_PASSWORD:-$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')}
 
 # A project name and port of our own: several runs (or a real deployment) can coexist.
 export COMPOSE_PROJECT_NAME="mnist-smoke-$$-$(date +%s)"
@@ -68,7 +72,7 @@ compose_up() {
 }
 LOGS=$(mktemp -d)
 
-# --- 5. always tear down; on failure show what the containers said -------------------------
+# --- 6. always tear down; on failure show what the containers said -------------------------
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -131,3 +135,16 @@ say "scaled down to $running worker in $(since "$started") s"
 "$PYTHON" scripts/compose_smoke.py --url "$URL" --data-dir "$MNIST_HOST_DIR" \
   --count 30 --offset "$PREDICTIONS" --concurrency 4 --min-accuracy 0.8 --max-workers 1 \
   --label "1 worker"
+
+# --- 5. durability: jobs accepted while no worker runs survive a Redis crash ---------------
+DURABLE=${SMOKE_DURABLE_JOBS:-40}
+compose_up -d --wait --wait-timeout 120 --no-recreate --scale worker=0 || exit 1
+"$PYTHON" scripts/compose_smoke.py --url "$URL" --data-dir "$MNIST_HOST_DIR" \
+  --count "$DURABLE" --offset "$((PREDICTIONS + 30))" --submit-to "$LOGS/jobs.txt" \
+  --label "durability"
+compose kill -s SIGKILL redis >"$LOGS/kill.log" 2>&1
+started=$(now)
+compose_up -d --wait --wait-timeout 120 --no-recreate --scale worker=1 || exit 1
+say "redis killed and started again, 1 worker back: $(since "$started") s"
+"$PYTHON" scripts/compose_smoke.py --url "$URL" --data-dir "$MNIST_HOST_DIR" \
+  --collect-from "$LOGS/jobs.txt" --poll-timeout 120 --min-accuracy 0.9 --label "durability"
