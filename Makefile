@@ -18,8 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90
 
+# ruff, mypy --strict (settings in pyproject.toml) and the import rules (import-linter).
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/mypy api worker shared
+	$(BIN)/lint-imports
 
 # Our stack against two common designs under wrk; prints tables, writes bench/results/.
 # BENCH_ARGS="--quick" for a smoke run, "--only sync,async" to pick parts.

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.job_store import JobStore
 from api.jobs import JobQueue
+from api.workers import WorkerDirectory
 from shared.settings import Settings
 
 
@@ -22,5 +24,17 @@ async def get_jobs(request: Request) -> JobQueue:
     return jobs
 
 
+async def get_store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.store
+    return store
+
+
+async def get_workers(request: Request) -> WorkerDirectory:
+    workers: WorkerDirectory = request.app.state.workers
+    return workers
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 JobsDep = Annotated[JobQueue, Depends(get_jobs)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+WorkersDep = Annotated[WorkerDirectory, Depends(get_workers)]

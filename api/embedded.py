@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import cached_property
 
 import fakeredis
 from celery import Celery
-from celery.backends.base import Backend
 from redis.asyncio import Redis
 
 from shared.queue import WORKER_KEY_PREFIX
@@ -26,22 +26,22 @@ def embedded_queue(settings: Settings) -> tuple[Celery, Redis]:
     from worker import tasks
     from worker.celery_app import create_worker_app
     from worker.heartbeat import worker_record
+    from worker.result_store import result_store_class
 
     log.warning(
         "EMBEDDED MODE: no Redis; predictions run inside the API process and results live "
         "in memory. Start Redis and a worker for the real service (see README)."
     )
     server = fakeredis.FakeServer()
-    celery_app = create_worker_app(settings)
-    make_backend = celery_app._get_backend
 
-    def in_memory_backend() -> Backend:
-        # Celery keeps one backend per thread; each must write to the in-process store.
-        backend = make_backend()
-        backend.client = fakeredis.FakeRedis(server=server)
-        return backend
+    class InMemoryResultStore(result_store_class(settings)):  # type: ignore[misc]
+        """Celery's Redis result backend, writing to the in-process store."""
 
-    celery_app._get_backend = in_memory_backend  # type: ignore[method-assign]
+        @cached_property
+        def client(self) -> fakeredis.FakeRedis:
+            return fakeredis.FakeRedis(server=server)
+
+    celery_app = create_worker_app(settings, backend=InMemoryResultStore)
     celery_app.tasks[TASK_PREDICT].redis_client = fakeredis.FakeRedis(server=server)
     model = tasks.get_model(settings)
     # The API process is this mode's only worker: it announces itself like one, for good.

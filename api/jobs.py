@@ -1,168 +1,91 @@
-"""Jobs: enqueueing uploads as ``mnist.predict`` tasks, waiting for them, reporting on them.
+"""Jobs: sending uploads as ``mnist.predict`` tasks, and waiting for their answers.
 
-Each upload becomes a *job* with its own unguessable id. Jobs are grouped into tasks by
-an adaptive micro-batcher that keeps the workers busy without flooding the queue: while
-fewer tasks than the workers can take are in flight (twice their processes), a job is
-sent at once, so a lone request waits for nothing. Beyond that, jobs gather and go as one
-task (up to ``BATCH_MAX_SIZE``) as soon as a task finishes, so the batch grows with the
-load and the worker predicts it in one vectorised call. A gathered job waits at most
-``BATCH_WINDOW_MS`` if it is async (its 202 must be quick) or ``BATCH_HOLD_MS`` if sync.
-A job record ``mnist:job:<id> -> <task id>:<index>`` is written before the task is sent:
-it is how ``GET /jobs/{id}`` tells a queued job from an id never issued.
+Each upload becomes a *job* with its own unguessable id. Uploads go through a micro-batcher
+(``api/batcher.py``) that keeps the workers busy without flooding the queue: while fewer
+tasks than twice the workers' processes are in flight, an upload is sent at once; beyond
+that, uploads gather into one task until a task finishes. A gathered upload waits at most
+``BATCH_WINDOW_MS`` if async (its 202 must be quick) or ``BATCH_HOLD_MS`` if sync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.batcher import Batcher
+from api.errors import JobTimeout
+from api.job_states import JobRef, outcome
 from api.metrics import Metrics
 from api.publisher import TaskPublisher
-from api.results import ResultListener, parse_meta
+from api.results import ResultListener
+from api.workers import WorkerDirectory
 from shared.errors import (
     BrokerUnavailable,
-    JobNotFound,
     PredictionFailed,
-    PredictionTimeout,
     ServiceError,
+    ServiceUnavailable,
     error_from_code,
 )
 from shared.logs import request_id_var
-from shared.queue import (
-    ATTEMPTS_KEY_PREFIX,
-    JOB_KEY_PREFIX,
-    RESULT_KEY_PREFIX,
-    WORKER_KEY_PREFIX,
-)
-from shared.schemas import ItemError, JobState, JobStatus, PredictionResponse
+from shared.schemas import ItemError
 from shared.settings import Settings
-
-CELERY_STATES = {
-    "PENDING": JobState.queued,
-    "RECEIVED": JobState.queued,
-    "RETRY": JobState.queued,
-    "STARTED": JobState.running,
-    "SUCCESS": JobState.succeeded,
-    "FAILURE": JobState.failed,
-    "REVOKED": JobState.failed,
-}
-
-FAILURE_DETAILS = {
-    "TimeLimitExceeded": "The job ran past its time limit on the worker.",
-    "WorkerLostError": "The worker running the job died.",
-}
-
-
-@dataclass(frozen=True)
-class JobRef:
-    job_id: str
-    task_id: str
-    index: int
-
 
 CAPACITY_REFRESH_SECONDS = 2.0
 
 
-@dataclass
-class _Pending:
+@dataclass(frozen=True)
+class Upload:
     image: bytes
     request_id: str | None
-    want_input: bool
-    urgent: bool  # async: queued within the short window, whatever the load
-    ref: asyncio.Future[JobRef]
-
-
-@dataclass
-class _Batch:
-    items: list[_Pending] = field(default_factory=list)
-    timer: asyncio.TimerHandle | None = None
-    deadline: float = float("inf")  # loop time at which the timer fires
-
-
-def task_failure(meta: dict[str, Any]) -> ItemError:
-    """A client-safe description of a failed task (never its traceback)."""
-    result = meta.get("result")
-    exc_type = result.get("exc_type") if isinstance(result, dict) else None
-    detail = FAILURE_DETAILS.get(str(exc_type), "The job failed on the worker.")
-    return ItemError(code=PredictionFailed.code, detail=detail)
-
-
-def outcome(
-    ref: JobRef, meta: dict[str, Any]
-) -> tuple[JobState, dict[str, Any] | None, ItemError | None]:
-    """A job's state, answer body and error, from its task's stored state.
-
-    The answer is built as a plain dict: the worker made it from the shared schemas, and
-    this is the hot path of every sync request.
-    """
-    state = CELERY_STATES.get(str(meta.get("status")), JobState.queued)
-    if state is JobState.failed:
-        return state, None, task_failure(meta)
-    if state is not JobState.succeeded:
-        return state, None, None
-    result = meta.get("result") or {}
-    try:
-        item = result["items"][ref.index]
-    except (KeyError, IndexError, TypeError):
-        error = ItemError(code=PredictionFailed.code, detail="The worker's answer was malformed.")
-        return JobState.failed, None, error
-    if item.get("error"):
-        return JobState.failed, None, ItemError(**item["error"])
-    answer = {key: value for key, value in item["prediction"].items() if value is not None}
-    answer["job_id"] = ref.job_id
-    answer["model_version"] = result.get("model_version", "unknown")
-    answer["worker"] = result.get("worker", "unknown")
-    return JobState.succeeded, answer, None
+    want_input: bool  # the answer also carries the 28x28 image the model saw
 
 
 class JobQueue:
-    """The API's only door to the queue."""
+    """The API's door to the queue: submit uploads, wait for their answers."""
 
     def __init__(
         self,
         settings: Settings,
         publisher: TaskPublisher,
-        redis: Redis,
         listener: ResultListener,
+        workers: WorkerDirectory,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
-        self.redis = redis
         self.listener = listener
+        self.workers = workers
         self.metrics = metrics
-        self._batch = _Batch()
-        self._in_flight = 0
-        self.capacity = settings.batch_in_flight or 2
+        self.batcher: Batcher[Upload, JobRef] = Batcher(
+            self._send, max_size=settings.batch_max_size, capacity=settings.batch_in_flight or 2
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if not self.settings.batch_in_flight:
             self._spawn(self._follow_capacity())
 
-    async def _follow_capacity(self) -> None:
-        """Keep ``capacity`` at twice the live workers' processes: one task running and
-        one waiting for each, so no worker idles between tasks."""
-        while True:
-            try:
-                workers = await self.workers()
-                processes = sum(int(w.get("concurrency") or 1) for w in workers)
-                self.capacity = max(2, 2 * processes)
-            except ServiceError:
-                pass  # Redis is away; keep the last value
-            await asyncio.sleep(CAPACITY_REFRESH_SECONDS)
-
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.batcher.close(ServiceUnavailable("The API is shutting down."))
+
+    async def _follow_capacity(self) -> None:
+        """Keep the batcher's capacity at twice the live workers' processes: one task
+        running and one waiting for each, so no worker idles between tasks."""
+        while True:
+            with contextlib.suppress(ServiceError):  # Redis is away: keep the last value
+                self.batcher.capacity = max(2, 2 * await self.workers.processes())
+            await asyncio.sleep(CAPACITY_REFRESH_SECONDS)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -174,80 +97,45 @@ class JobQueue:
     async def submit(self, image: bytes, want_input: bool = False, urgent: bool = False) -> JobRef:
         """Queue one upload; returns once its task is safely in Redis.
 
-        ``want_input``: the answer also carries the 28x28 image the model saw. ``urgent``:
-        the caller answers as soon as the job is queued (async), so it is not held back.
+        ``urgent``: the caller answers as soon as the job is queued (async), so it waits
+        only the short window.
         """
-        loop = asyncio.get_running_loop()
-        pending = _Pending(image, request_id_var.get(), want_input, urgent, loop.create_future())
-        batch = self._batch
-        batch.items.append(pending)
-        if len(batch.items) >= self.settings.batch_max_size or self._in_flight < self.capacity:
-            self._flush()
-        else:
-            wait_ms = self.settings.batch_window_ms if urgent else self.settings.batch_hold_ms
-            deadline = loop.time() + wait_ms / 1000
-            if deadline < batch.deadline:
-                if batch.timer is not None:
-                    batch.timer.cancel()
-                batch.timer = loop.call_at(deadline, self._flush)
-                batch.deadline = deadline
-        return await pending.ref
+        wait_ms = self.settings.batch_window_ms if urgent else self.settings.batch_hold_ms
+        upload = Upload(image, request_id_var.get(), want_input)
+        return await self.batcher.submit(upload, wait_ms / 1000)
 
     async def submit_many(self, images: list[bytes], want_input: bool = False) -> list[JobRef]:
         """Queue several uploads as one task (a batch request): one vectorised prediction."""
-        loop = asyncio.get_running_loop()
         request_id = request_id_var.get()
-        items = [
-            _Pending(image, request_id, want_input, True, loop.create_future()) for image in images
-        ]
-        self._in_flight += 1
-        await self._send(items)
-        return [await item.ref for item in items]
+        return await self.batcher.submit_batch(
+            [Upload(image, request_id, want_input) for image in images]
+        )
 
-    def _flush(self) -> None:
-        batch, self._batch = self._batch, _Batch()
-        if batch.timer is not None:
-            batch.timer.cancel()
-        if batch.items:
-            self._in_flight += 1
-            self._spawn(self._send(batch.items))
-
-    def _task_done(self) -> None:
-        self._in_flight -= 1
-        if self._batch.items and self._in_flight < self.capacity:
-            self._flush()  # a worker is free: the gathered jobs go now, as one task
-
-    async def _send(self, items: list[_Pending]) -> None:
+    async def _send(self, uploads: list[Upload]) -> list[JobRef]:
         task_id = str(uuid.uuid4())
-        refs = [JobRef(str(uuid.uuid4()), task_id, index) for index in range(len(items))]
-        request_ids = sorted({item.request_id for item in items if item.request_id})
+        refs = [JobRef(str(uuid.uuid4()), task_id, index) for index in range(len(uploads))]
+        request_ids = sorted({u.request_id for u in uploads if u.request_id})
         kwargs = {
-            "images": [base64.b64encode(item.image).decode("ascii") for item in items],
+            "images": [base64.b64encode(u.image).decode("ascii") for u in uploads],
             "request_ids": request_ids,
             "enqueued_at": time.time(),
-            "return_inputs": [i for i, item in enumerate(items) if item.want_input],
+            "return_inputs": [i for i, u in enumerate(uploads) if u.want_input],
         }
-        summary = f"{{'images': <{len(items)} images>, 'request_ids': {request_ids}}}"
+        summary = f"{{'images': <{len(uploads)} images>, 'request_ids': {request_ids}}}"
         # Expected before it is sent, so its result cannot slip past the listener.
         self.listener.expect(task_id)
         try:
             await self.publisher.enqueue(
-                task_id, {ref.job_id: f"{task_id}:{ref.index}" for ref in refs}, kwargs, summary
+                task_id, {ref.job_id: ref.record for ref in refs}, kwargs, summary
             )
         except ServiceError as exc:
             self.listener.forget(task_id)
-            self.metrics.rejected.labels(exc.code).inc(len(items))
-            self._task_done()
-            for item in items:
-                if not item.ref.done():
-                    item.ref.set_exception(exc)
-            return
-        for item, ref in zip(items, refs, strict=True):
-            if not item.ref.done():
-                item.ref.set_result(ref)
-        self.metrics.batch_size.observe(len(items))
-        # The task counts as in flight until its result arrives (or the wait gives up).
-        self._spawn(self._track(task_id, len(items)))
+            self.metrics.rejected.labels(exc.code).inc(len(uploads))
+            raise
+        self.metrics.batch_size.observe(len(uploads))
+        # The task holds its batcher slot until its result arrives (or the wait gives up).
+        self._spawn(self._track(task_id, len(uploads)))
+        return refs
 
     async def _track(self, task_id: str, images: int) -> None:
         sent = time.perf_counter()
@@ -257,7 +145,7 @@ class JobQueue:
             meta = None
         finally:
             self.listener.forget(task_id)  # releases the hold taken by expect()
-            self._task_done()
+            self.batcher.release()
         if meta is not None:
             self.metrics.observe_task(meta, time.perf_counter() - sent, images)
 
@@ -265,60 +153,35 @@ class JobQueue:
 
     async def wait(self, ref: JobRef, timeout: float) -> dict[str, Any]:
         """The job's answer (a ``PredictionResponse`` body); raises its error, or
-        ``PredictionTimeout`` past ``timeout``."""
-        try:
-            meta = await self.listener.wait(ref.task_id, timeout)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable() from exc
-        if meta is None:
-            raise PredictionTimeout()
-        _, answer, error = outcome(ref, meta)
-        if answer is not None:
-            return answer
-        error = error or ItemError(code=PredictionFailed.code, detail="The job failed.")
-        raise error_from_code(error.code, error.detail)
+        ``JobTimeout`` if it is not done within ``timeout`` seconds (the job goes on)."""
+        (answer,) = await self.wait_all([ref], timeout)
+        if isinstance(answer, ServiceError):
+            raise answer
+        return answer
 
-    async def status(self, job_id: str) -> JobStatus:
+    async def wait_all(
+        self, refs: list[JobRef], timeout: float
+    ) -> list[dict[str, Any] | ServiceError]:
+        """Each job's answer or error, in order, waiting once per task (concurrently), so
+        all of them are answered within about ``timeout`` seconds."""
+        task_ids = list(dict.fromkeys(ref.task_id for ref in refs))
         try:
-            record = await self.redis.get(JOB_KEY_PREFIX + job_id)
-            if record is None:
-                raise JobNotFound()
-            text = record.decode() if isinstance(record, bytes) else record
-            task_id, _, index = text.rpartition(":")
-            ref = JobRef(job_id, task_id, int(index))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(RESULT_KEY_PREFIX + task_id)
-                pipe.exists(ATTEMPTS_KEY_PREFIX + task_id)
-                raw_meta, started = await pipe.execute()
+            metas = await asyncio.gather(
+                *(self.listener.wait(task_id, timeout) for task_id in task_ids)
+            )
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable() from exc
-        meta = parse_meta(raw_meta)
-        if meta is None:
-            # No result yet: a worker that took the task has counted its delivery.
-            state = JobState.running if started else JobState.queued
-            return JobStatus(job_id=job_id, status=state)
-        state, answer, error = outcome(ref, meta)
-        result = PredictionResponse.model_validate(answer) if answer is not None else None
-        return JobStatus(job_id=job_id, status=state, result=result, error=error)
-
-    async def queue_depth(self) -> int:
-        try:
-            return int(await self.redis.llen(self.settings.queue_name))
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable() from exc
-
-    async def workers(self) -> list[dict[str, Any]]:
-        """The live workers' self-descriptions (see ``worker.heartbeat``)."""
-        try:
-            keys = [key async for key in self.redis.scan_iter(match=WORKER_KEY_PREFIX + "*")]
-            values = await self.redis.mget(keys) if keys else []
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable() from exc
-        records = [parse_meta(value) for value in values]
-        return sorted((r for r in records if r), key=lambda r: str(r.get("hostname")))
-
-    async def ping(self) -> None:
-        try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable() from exc
+        by_task = dict(zip(task_ids, metas, strict=True))
+        answers: list[dict[str, Any] | ServiceError] = []
+        for ref in refs:
+            meta = by_task[ref.task_id]
+            if meta is None:
+                answers.append(JobTimeout(ref.job_id))
+                continue
+            _, answer, error = outcome(ref, meta)
+            if answer is not None:
+                answers.append(answer)
+            else:
+                error = error or ItemError(code=PredictionFailed.code, detail="The job failed.")
+                answers.append(error_from_code(error.code, error.detail))
+        return answers

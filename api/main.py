@@ -15,15 +15,25 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
+from api.job_store import JobStore
 from api.jobs import JobQueue
+from api.messages import MessageFactory
 from api.metrics import Metrics
 from api.middleware import RequestContextMiddleware
-from api.publisher import Admission, CeleryTaskPublisher, RedisTaskPublisher, TaskPublisher
+from api.publisher import (
+    Admission,
+    CeleryTaskPublisher,
+    RedisTaskPublisher,
+    TaskPublisher,
+    origin,
+)
 from api.results import ResultListener
 from api.routes import jobs, ops, page, predict
 from api.routes.ops import ReadinessCache
+from api.workers import WorkerDirectory
 from shared import redis_clients
 from shared.logs import configure_logging
+from shared.queue import make_celery, result_key_prefix
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("api")
@@ -39,23 +49,35 @@ def _admission(settings: Settings) -> Admission:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, configure_logs: bool = False) -> FastAPI:
+    """The app; ``configure_logs``: install the JSON log handlers when the server starts
+    (not on import, so importing this module changes no global state)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if configure_logs:
+            configure_logging(settings.log_level, service="api")
         publisher: TaskPublisher
+        messages: MessageFactory | None = None
         if settings.embedded:
             from api.embedded import embedded_queue
 
             celery_app, redis = embedded_queue(settings)
             publisher = CeleryTaskPublisher(celery_app, redis, settings.result_ttl_seconds)
         else:
+            # The API's Celery app builds messages and names result keys; it never connects.
+            celery_app = make_celery(settings, name="mnist-api")
+            messages = MessageFactory(celery_app, settings.queue_name, origin())
             redis = redis_clients.async_client(settings)
-            publisher = RedisTaskPublisher(redis, settings.queue_name, _admission(settings))
-        listener = ResultListener(redis)
+            publisher = RedisTaskPublisher(redis, messages, _admission(settings))
+        key_prefix = result_key_prefix(celery_app)
+        listener = ResultListener(redis, key_prefix)
         listener.start()
-        app.state.jobs = JobQueue(settings, publisher, redis, listener, app.state.metrics)
+        workers = WorkerDirectory(redis, settings.queue_name)
+        app.state.workers = workers
+        app.state.store = JobStore(redis, lambda task_id: key_prefix + task_id)
+        app.state.jobs = JobQueue(settings, publisher, listener, workers, app.state.metrics)
         app.state.jobs.start()
         log.info(
             "api started",
@@ -72,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await listener.stop()
             if isinstance(publisher, CeleryTaskPublisher):
                 publisher.close()
+            if messages is not None:
+                messages.close()
             await redis.aclose()
 
     app = FastAPI(
@@ -97,10 +121,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _app_from_env() -> FastAPI:
-    settings = get_settings()
-    configure_logging(settings.log_level, service="api")
-    return create_app(settings)
-
-
-app = _app_from_env()
+app = create_app(get_settings(), configure_logs=True)

@@ -14,10 +14,10 @@ Replicas: with ``REDIS_MIN_REPLICAS`` the script and a ``WAIT`` go in one pipeli
 counts the writes of its own connection), so a job is on that many replicas before the API
 answers for it, and a failover cannot lose it.
 
-The message is Celery's task protocol 2 exactly as kombu's Redis transport stores it (a
-JSON envelope with the base64 body ``[args, kwargs, embed]``), pushed on the list named
+The message is Celery's task protocol 2 exactly as kombu's Redis transport stores it,
+built by Celery and kombu themselves (``api/messages.py``), pushed on the list named
 after the queue: what ``celery.send_task`` would write, which the worker consumes
-unchanged. The integration tests run real Celery workers on these messages.
+unchanged.
 
 ``CeleryTaskPublisher`` sends through Celery itself; embedded mode uses it, where tasks
 run eagerly inside the API process.
@@ -26,11 +26,8 @@ run eagerly inside the API process.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import socket
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +36,7 @@ from celery import Celery
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
+from api.messages import MessageFactory
 from shared.errors import BrokerUnavailable, QueueFull, QueueOutOfMemory, ReplicationTimeout
 from shared.queue import JOB_KEY_PREFIX
 from shared.schemas import TASK_PREDICT
@@ -66,7 +64,10 @@ return depth
 QUEUE_FULL = -1
 OUT_OF_MEMORY = -2
 
-ORIGIN = f"api{os.getpid()}@{socket.gethostname()}"
+
+def origin() -> str:
+    """This API process, as the ``origin`` header of the tasks it sends."""
+    return f"api{os.getpid()}@{socket.gethostname()}"
 
 
 class TaskPublisher(Protocol):
@@ -75,51 +76,6 @@ class TaskPublisher(Protocol):
     ) -> None:
         """Record ``jobs`` (job key suffix -> value) and queue the task, or raise
         ``QueueFull`` / ``BrokerUnavailable``."""
-
-
-def task_message(task_id: str, queue: str, kwargs: dict[str, Any], summary: str) -> str:
-    """The task as kombu's Redis transport stores it (Celery task protocol 2)."""
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    body = json.dumps([[], kwargs, embed], separators=(",", ":")).encode()
-    return json.dumps(
-        {
-            "body": base64.b64encode(body).decode("ascii"),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {
-                "lang": "py",
-                "task": TASK_PREDICT,
-                "id": task_id,
-                "shadow": None,
-                "eta": None,
-                "expires": None,
-                "group": None,
-                "group_index": None,
-                "retries": 0,
-                "timelimit": [None, None],
-                "root_id": task_id,
-                "parent_id": None,
-                "argsrepr": "()",
-                # What the worker would log for this task: never the image bytes.
-                "kwargsrepr": summary,
-                "origin": ORIGIN,
-                "ignore_result": False,
-                "replaced_task_nesting": 0,
-                "stamped_headers": None,
-                "stamps": {},
-            },
-            "properties": {
-                "correlation_id": task_id,
-                "reply_to": str(uuid.uuid4()),
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        },
-        separators=(",", ":"),
-    )
 
 
 @dataclass(frozen=True)
@@ -134,9 +90,10 @@ class Admission:
 
 
 class RedisTaskPublisher:
-    def __init__(self, redis: Redis, queue: str, admission: Admission) -> None:
+    def __init__(self, redis: Redis, messages: MessageFactory, admission: Admission) -> None:
         self.redis = redis
-        self.queue = queue
+        self.messages = messages
+        self.queue = messages.queue
         self.admission = admission
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
 
@@ -145,10 +102,10 @@ class RedisTaskPublisher:
     ) -> None:
         rules = self.admission
         keys = [self.queue, *(JOB_KEY_PREFIX + job for job in jobs)]
-        args = [
+        args: list[str | int | float] = [
             rules.max_depth,
             rules.ttl_seconds,
-            task_message(task_id, self.queue, kwargs, summary),
+            self.messages.build(task_id, kwargs, summary),
             rules.memory_high_water,
             *jobs.values(),
         ]

@@ -1,7 +1,8 @@
 """Waiting for task results without blocking the event loop.
 
-Celery's Redis backend stores each task's state under ``celery-task-meta-<id>`` and
-publishes it on a channel of the same name. One pattern subscription per API process
+Celery's Redis backend stores each task's state under a key named after the task
+(``celery-task-meta-<id>``, as the backend's ``get_key_for_task`` says) and publishes it on
+a channel of the same name. One pattern subscription per API process
 receives every state change and resolves the futures of the requests waiting for it:
 no thread and no subscription per request. Because messages can be missed (a Redis
 restart drops subscriptions), every wait also re-reads the key once a second, so a
@@ -21,11 +22,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.queue import RESULT_KEY_PREFIX
+from api.job_states import READY_STATES
 
 log = logging.getLogger("api.results")
 
-READY_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 RECHECK_SECONDS = 1.0
 RECONNECT_SECONDS = (0.1, 0.25, 0.5, 1.0)
 
@@ -50,8 +50,9 @@ class _Expected:
 class ResultListener:
     """Resolves per-task futures from one pattern subscription."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
         self._redis = redis
+        self.key_prefix = key_prefix  # result key (and channel) = key_prefix + task id
         self._pending: dict[str, _Expected] = {}
         self._runner: asyncio.Task[None] | None = None
         self._epoch = 0  # bumped on every (re)subscription
@@ -75,7 +76,7 @@ class ResultListener:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(RESULT_KEY_PREFIX + "*")
+                await pubsub.psubscribe(self.key_prefix + "*")
                 self._epoch += 1
                 self.connected.set()
                 if failures:
@@ -97,7 +98,7 @@ class ResultListener:
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")
@@ -105,7 +106,7 @@ class ResultListener:
             channel = channel.decode()
         if not isinstance(channel, str):
             return
-        expected = self._pending.get(channel.removeprefix(RESULT_KEY_PREFIX))
+        expected = self._pending.get(channel.removeprefix(self.key_prefix))
         if expected is None or expected.future.done():
             return
         meta = parse_meta(message.get("data"))
@@ -128,7 +129,7 @@ class ResultListener:
 
     async def fetch(self, task_id: str) -> dict[str, Any] | None:
         """The task's current state as stored by the worker, or None if it has none yet."""
-        return parse_meta(await self._redis.get(RESULT_KEY_PREFIX + task_id))
+        return parse_meta(await self._redis.get(self.key_prefix + task_id))
 
     def expect(self, task_id: str) -> None:
         """Hold a future for ``task_id`` until ``forget``; call before sending the task."""

@@ -13,16 +13,10 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from shared.errors import InvalidInput, PayloadTooLarge, TooManyFiles
+from shared.errors import InvalidInput, MalformedRequest, PayloadTooLarge, TooManyFiles
 
 FIELD_NAME = "file"
 MALFORMED_DETAIL = "The multipart body is malformed."
-
-
-class MalformedRequest(InvalidInput):
-    status_code = 422
-    code = "malformed_request"
-    default_detail = "Send the image as multipart/form-data in a field named 'file'."
 
 
 @dataclass

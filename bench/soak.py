@@ -46,8 +46,17 @@ from bench import payloads, wrk
 from bench.procs import REPO, Processes, tree_rss
 from bench.report import fmt, table
 from bench.run import DIGITS, OUR_READY, check_answers, ensure_model, machine, wait_drained
-from shared.queue import ATTEMPTS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WORKER_KEY_PREFIX
+from shared.queue import (
+    ATTEMPTS_KEY_PREFIX,
+    JOB_KEY_PREFIX,
+    WORKER_KEY_PREFIX,
+    make_celery,
+    result_key_prefix,
+)
 from shared.settings import get_settings
+
+# The result backend's key prefix (celery-task-meta-), as the backend itself names it.
+RESULT_KEY_PREFIX = result_key_prefix(make_celery(get_settings()))
 
 RSS_GROWTH_LIMIT_PCT = 10.0
 # What may stay in Redis when idle: worker heartbeats, kombu's bindings (_kombu.*), the queue list,

@@ -5,11 +5,31 @@ Every error a client can cause (or that the service reports about itself) is a
 them to responses in one place (``api.errors``); the worker sends the ``code`` and
 message back inside task results, and ``error_from_code`` rebuilds the same class on
 the API side, so both sides agree without sharing anything but this module.
+
+Each class that declares a ``code`` registers itself under it as it is created, and a
+code taken twice fails at import. They are all defined here, because the API must be
+able to rebuild every error a worker reports without importing the worker's modules.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+ERRORS_BY_CODE: dict[str, type[ServiceError]] = {}
+
+
+def _register(cls: type[ServiceError]) -> None:
+    taken = ERRORS_BY_CODE.get(cls.code)
+    # The same class defined again (a module reloaded) replaces itself; another one may not.
+    if taken is not None and (taken.__module__, taken.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise TypeError(
+            f"error code {cls.code!r} of {cls.__module__}.{cls.__qualname__} is already "
+            f"{taken.__module__}.{taken.__qualname__}'s"
+        )
+    ERRORS_BY_CODE[cls.code] = cls
 
 
 class ServiceError(Exception):
@@ -19,12 +39,20 @@ class ServiceError(Exception):
     code: ClassVar[str] = "internal_error"
     default_detail: ClassVar[str] = "Internal error."
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:  # a subclass without a code of its own shares its parent's
+            _register(cls)
+
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.default_detail
         super().__init__(self.detail)
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "detail": self.detail}
+
+
+ERRORS_BY_CODE[ServiceError.code] = ServiceError
 
 
 # --- the client's fault (4xx) ---------------------------------------------------------
@@ -47,14 +75,16 @@ class NotAnImage(InvalidInput):
 
 
 class CorruptImage(InvalidInput):
-    """PNG or JPEG by its signature, but unreadable (truncated, bad checksum, ...).
-
-    Defined here, with the rest, so that ``error_from_code`` can rebuild it when the
-    worker reports it: a class missing from ``ERRORS_BY_CODE`` would become a 500.
-    """
+    """PNG or JPEG by its signature, but unreadable (truncated, bad checksum, ...)."""
 
     code = "corrupt_image"
     default_detail = "The image is corrupt or truncated."
+
+
+class MalformedRequest(InvalidInput):
+    status_code = 422
+    code = "malformed_request"
+    default_detail = "Send the image as multipart/form-data in a field named 'file'."
 
 
 class UnsupportedImageFormat(ServiceError):
@@ -142,6 +172,16 @@ class ModelUnavailable(ServiceUnavailable):
     default_detail = "The model is not available."
 
 
+class ModelIntegrityError(ModelUnavailable):
+    code = "model_integrity_error"
+    default_detail = "The model file does not match its metadata."
+
+
+class DatasetError(ServiceError):
+    code = "dataset_error"
+    default_detail = "The MNIST data could not be loaded."
+
+
 class PredictionTimeout(ServiceError):
     status_code = 504
     code = "prediction_timeout"
@@ -152,19 +192,6 @@ class PredictionFailed(ServiceError):
     status_code = 500
     code = "prediction_failed"
     default_detail = "The prediction failed."
-
-
-def _all_subclasses(cls: type[ServiceError]) -> list[type[ServiceError]]:
-    found: list[type[ServiceError]] = []
-    for sub in cls.__subclasses__():
-        found.append(sub)
-        found.extend(_all_subclasses(sub))
-    return found
-
-
-ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
-    cls.code: cls for cls in [ServiceError, *_all_subclasses(ServiceError)]
-}
 
 
 def error_from_code(code: str, detail: str | None = None) -> ServiceError:

@@ -34,7 +34,7 @@ SIDE = 28
 _GRID = np.arange(SIDE, dtype=np.float32)
 
 
-class Deskew(TransformerMixin, BaseEstimator):
+class Deskew(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
     """Shear each image so its row/column covariance vanishes, with its centre of mass at
     the centre; bilinear interpolation, zero outside. (n, 784) in, float32 (n, 784) out,
     divided by ``scale``. Stateless."""
@@ -87,10 +87,11 @@ class Deskew(TransformerMixin, BaseEstimator):
         out = (1 - wr) * ((1 - wc) * flat.take(top + left) + wc * flat.take(top + right)) + wr * (
             (1 - wc) * flat.take(bottom + left) + wc * flat.take(bottom + right)
         )
-        return out.reshape(n, SIDE * SIDE)
+        deskewed: np.ndarray = out.reshape(n, SIDE * SIDE)
+        return deskewed
 
 
-class HOG(TransformerMixin, BaseEstimator):
+class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
     """Histograms of oriented gradients: ``nbins`` signed orientations (linear soft
     binning), magnitudes summed over ``cell`` x ``cell`` cells, square-rooted. Stateless."""
 
@@ -133,7 +134,7 @@ class HOG(TransformerMixin, BaseEstimator):
         return np.sqrt(hist.astype(np.float32)).reshape(n, -1)
 
 
-class FastNystroem(Nystroem):
+class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
     """scikit-learn's RBF ``Nystroem`` with the same mathematics, made fast: ``eigh`` on the
     symmetric landmark kernel (several times faster than its SVD), float32 transforms in
     blocks, cached landmark norms, and ``fold_into`` for inference."""
@@ -174,7 +175,8 @@ class FastNystroem(Nystroem):
         )
         np.maximum(distances, 0, out=distances)
         distances *= np.float32(-self.gamma)
-        return np.exp(distances, out=distances)
+        kernel: np.ndarray = np.exp(distances, out=distances)
+        return kernel
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
@@ -300,7 +302,8 @@ class CompiledScorer:
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         gradients = self.hog.transform(self.deskew.transform(x))
         reduced = (gradients - self.pca_mean) @ self.pca_projection
-        return self.nystroem._kernel(reduced) @ self.weights + self.intercept
+        scores: np.ndarray = self.nystroem._kernel(reduced) @ self.weights + self.intercept
+        return scores
 
 
 def compile_pipeline(pipeline: Pipeline, probe: np.ndarray) -> CompiledScorer | None:

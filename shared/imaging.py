@@ -13,7 +13,6 @@ Nothing here touches the disk: uploads stay in memory.
 from __future__ import annotations
 
 import io
-import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -41,14 +40,19 @@ class ImageInfo:
     height: int
 
 
-# Our explicit pixel check (``MAX_IMAGE_PIXELS`` setting), made before any decoding, is the
-# limit; Pillow's own guard would only pre-empt it with a vaguer error, or warn in the logs.
-Image.MAX_IMAGE_PIXELS = None
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-
-
 def _open(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
-    return Image.open(io.BytesIO(data), formats=formats)
+    # Our own pixel check (the MAX_IMAGE_PIXELS setting) follows at once, before anything is
+    # decoded, and names the image's size; Pillow's guard would pre-empt it with a vaguer
+    # error. So it is off while we read a header, and on again for everyone else after.
+    # (If two threads overlap here, the guard may catch an image first: the same 413.)
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(io.BytesIO(data), formats=formats)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge() from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _identify(data: bytes) -> Image.Image:
@@ -56,6 +60,8 @@ def _identify(data: bytes) -> Image.Image:
         raise EmptyUpload()
     try:
         return _open(data, ACCEPTED_FORMATS)
+    except ImageTooLarge:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         # Pillow raises these for a bad header checksum, a truncated header or an
         # oversized text chunk; with our signature that is a corrupt image, not "not one".
@@ -64,6 +70,8 @@ def _identify(data: bytes) -> Image.Image:
     # Not PNG or JPEG: tell "an image we do not take" (415) from "not an image" (400).
     try:
         other = _open(data, None)
+    except ImageTooLarge:
+        raise
     except Exception:  # noqa: BLE001 - any plugin may fail in its own way on garbage
         raise NotAnImage() from None
     raise UnsupportedImageFormat(

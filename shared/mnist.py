@@ -20,14 +20,9 @@ from typing import Literal
 
 import numpy as np
 
-from shared.errors import ServiceError
+from shared.errors import DatasetError
 
 log = logging.getLogger(__name__)
-
-
-class DatasetError(ServiceError):
-    code = "dataset_error"
-    default_detail = "The MNIST data could not be loaded."
 
 
 @dataclass(frozen=True)

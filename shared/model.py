@@ -28,7 +28,7 @@ import sklearn
 from filelock import FileLock
 
 from shared import features
-from shared.errors import ModelUnavailable
+from shared.errors import ModelIntegrityError, ModelUnavailable
 from shared.mnist import dataset_checksums, load_split
 from shared.settings import Settings
 
@@ -36,11 +36,6 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1
 TRAIN_LOCK_TIMEOUT_SECONDS = 900.0
-
-
-class ModelIntegrityError(ModelUnavailable):
-    code = "model_integrity_error"
-    default_detail = "The model file does not match its metadata."
 
 
 def metadata_path(model_path: Path) -> Path:
@@ -80,18 +75,41 @@ def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(found.x))
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """ECE over equal-width bins of the top-1 confidence."""
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Per non-empty bin of the top-1 confidence: its edges, mean confidence, accuracy, count.
+
+    The bins are those of ``calibration_curve(correct, confidence, n_bins=bins)``: equal
+    widths over [0, 1], closed on the right. That function returns no counts, which the ECE
+    and the diagram need, so the same binning is done here in one pass with numpy.
+    """
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence)
+    count = np.bincount(which, minlength=bins)
+    confidence_sum = np.bincount(which, weights=confidence, minlength=bins)
+    correct_sum = np.bincount(which, weights=correct, minlength=bins)
+    return [
+        {
+            "low": float(edges[b]),
+            "high": float(edges[b + 1]),
+            "confidence": float(confidence_sum[b] / count[b]),
+            "accuracy": float(correct_sum[b] / count[b]),
+            "count": int(count[b]),
+        }
+        for b in np.flatnonzero(count)
+    ]
+
+
+def calibration_error(bins: list[dict[str, float]]) -> float:
+    """Expected calibration error: the count-weighted mean |accuracy - confidence| of the bins."""
+    gaps = [abs(b["accuracy"] - b["confidence"]) for b in bins]
+    return float(np.average(gaps, weights=[b["count"] for b in bins]))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """ECE over equal-width bins of the top-1 confidence."""
+    return calibration_error(reliability(probs, labels, n_bins))
 
 
 # --- the model in memory ---------------------------------------------------------------

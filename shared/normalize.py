@@ -29,6 +29,7 @@ of mass at the centre) takes a fast path and is only stretched.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -109,16 +110,16 @@ def _canonical(image: Image.Image) -> tuple[Image.Image, float]:
         # 16-bit container: infer the bit depth actually used (8, 10, 12, 14 or 16 bits,
         # e.g. 12-bit scanner data) from the largest value and scale that range to [0, 1]
         f = image.convert("F")
-        hi = f.getextrema()[1]
+        hi = cast(tuple[float, float], f.getextrema())[1]  # one band: (min, max)
         depth = next((b for b in (8, 10, 12, 14) if hi < (1 << b)), 16)
         return f, 1 / ((1 << depth) - 1)
     if mode in ("I", "F"):
         f = image.convert("F") if mode == "I" else image
-        lo, hi = f.getextrema()
+        lo, hi = cast(tuple[float, float], f.getextrema())  # one band: (min, max)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             arr = np.nan_to_num(np.asarray(f, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
             f = Image.fromarray(arr, "F")
-            lo, hi = f.getextrema()
+            lo, hi = cast(tuple[float, float], f.getextrema())
         if mode == "F" and lo >= 0 and hi <= 1.0:
             return f, 1.0
         if lo >= 0 and hi <= 255:
@@ -221,7 +222,7 @@ def _ring_mask(h: int, w: int) -> np.ndarray:
 
 def _composite(colour: np.ndarray, alpha: np.ndarray, backdrop: float) -> np.ndarray:
     a = alpha[:, :, None]
-    return colour * a + np.float32(backdrop) * (1.0 - a)
+    return cast(np.ndarray, colour * a + np.float32(backdrop) * (1.0 - a))
 
 
 class _Grid:
@@ -229,7 +230,13 @@ class _Grid:
     in normalised source coordinates (0..1), so a background model fitted on one array
     can be evaluated on another."""
 
-    def __init__(self, shape, origin=(0, 0), step=1, full=(1, 1)):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        origin: tuple[int, int] = (0, 0),
+        step: int = 1,
+        full: tuple[int, int] = (1, 1),
+    ) -> None:
         h, w = shape[:2]
         ox, oy = origin
         W, H = full
@@ -285,20 +292,21 @@ class _Inker:
 
     def _plane_at(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         k = self.coef
-        return k[:, 0] + u[:, None] * k[:, 1] + v[:, None] * k[:, 2]
+        return cast(np.ndarray, k[:, 0] + u[:, None] * k[:, 1] + v[:, None] * k[:, 2])
 
     def plane(self, grid: _Grid) -> np.ndarray:
         k = self.coef
-        return (
+        background: np.ndarray = (
             k[:, 0][None, None, :]
             + grid.u[None, :, None] * k[:, 1][None, None, :]
             + grid.v[:, None, None] * k[:, 2][None, None, :]
         ).astype(np.float32)
+        return background
 
     def _project(self, d: np.ndarray) -> np.ndarray:
         if d.shape[2] == 1:
-            return d[:, :, 0] * self.v[0]
-        return d @ self.v
+            return cast(np.ndarray, d[:, :, 0] * self.v[0])
+        return cast(np.ndarray, d @ self.v)
 
     def apply(self, colour: np.ndarray, alpha: np.ndarray | None, grid: _Grid) -> np.ndarray:
         if self.backdrop is not None:
@@ -308,7 +316,7 @@ class _Inker:
         return self._project(colour - self.plane(grid))
 
 
-def _segment(ink: np.ndarray, noise: float):
+def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int, int, int], float]:
     """Find the digit. Returns (weights, bbox (y0, x0, y1, x1), stroke level)."""
     smooth = noise > 0.01
     if smooth:
@@ -393,7 +401,7 @@ def _normalise(src: Image.Image, vscale: float) -> np.ndarray:
     return _place(weights, (y0, x0, y1, x1), noise)
 
 
-def _place(weights: np.ndarray, bbox, noise: float) -> np.ndarray:
+def _place(weights: np.ndarray, bbox: tuple[int, int, int, int], noise: float) -> np.ndarray:
     y0, x0, y1, x1 = bbox
     h, w = y1 - y0, x1 - x0
     s = BOX / max(h, w)

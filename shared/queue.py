@@ -14,9 +14,6 @@ from celery import Celery
 from shared import redis_clients
 from shared.settings import Settings
 
-RESULT_KEY_PREFIX = "celery-task-meta-"
-"""Where Celery's Redis result backend stores (and publishes) each task's state."""
-
 JOB_KEY_PREFIX = "mnist:job:"
 ATTEMPTS_KEY_PREFIX = "mnist:attempts:"
 WORKER_KEY_PREFIX = "mnist:worker:"
@@ -81,6 +78,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_store_eager_result": True,
         "task_eager_propagates": False,
     }
+
+
+def result_key_prefix(app: Celery) -> str:
+    """Where the app's result backend stores, and publishes, a task's state: the key (and
+    the pub/sub channel) of task ``t`` is this prefix followed by ``t``. Taken from the
+    backend itself (``get_key_for_task``), so a Celery upgrade moves both sides together."""
+    probe = "00000000-0000-0000-0000-000000000000"
+    key = app.backend.get_key_for_task(probe)
+    text = key.decode() if isinstance(key, bytes) else str(key)
+    if not text.endswith(probe):
+        raise RuntimeError(f"the result backend names task keys in an unexpected way: {text!r}")
+    return text.removesuffix(probe)
 
 
 def make_celery(settings: Settings, name: str = "mnist", backend: type | None = None) -> Celery:

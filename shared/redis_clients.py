@@ -80,10 +80,11 @@ def sync_client(settings: Settings, **options: Any) -> redis.Redis:
     if not uses_sentinel(settings):
         return redis.Redis.from_url(settings.redis_url, **options)
     creds = credentials(settings.redis_url)
-    sentinel = redis.sentinel.Sentinel(
+    # redis-py leaves Sentinel's constructor and the sync master_for unannotated.
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         sentinel_nodes(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(settings)
     )
-    client: redis.Redis = sentinel.master_for(
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         settings.redis_master_name,
         db=creds.db,
         username=creds.username,
@@ -99,7 +100,8 @@ def async_client(settings: Settings, **options: Any) -> redis.asyncio.Redis:
     if not uses_sentinel(settings):
         return redis.asyncio.Redis.from_url(settings.redis_url, **options)
     creds = credentials(settings.redis_url)
-    sentinel = redis.asyncio.sentinel.Sentinel(
+    # redis-py leaves Sentinel's constructor unannotated.
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         sentinel_nodes(settings.redis_sentinels), sentinel_kwargs=_sentinel_options(settings)
     )
     client: redis.asyncio.Redis = sentinel.master_for(

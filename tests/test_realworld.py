@@ -1,4 +1,4 @@
-"""Tests for realworld.make_sets.  Run: PYTHONPATH=/work/main pytest -q test_realworld.py"""
+"""Tests for worker.realworld.make_sets, the generator of the real-world sets."""
 
 import io
 
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from shared.normalize import to_mnist
-from tests import realworld
+from worker import realworld
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,11 @@ def test_every_image_normalises(sets):
         for data, _ in items:
             out = to_mnist(Image.open(io.BytesIO(data)))
             assert out.shape == (28, 28) and out.max() == pytest.approx(1.0)
+
+
+def test_missing_fonts_say_which_packages(mnist, tmp_path, monkeypatch):
+    x, y = mnist
+    monkeypatch.setattr(realworld, "FONT_DIR", str(tmp_path))
+    monkeypatch.setattr(realworld, "_FONT_CACHE", {})
+    with pytest.raises(FileNotFoundError, match="fonts-dejavu-core and fonts-dejavu-extra"):
+        realworld.make_sets(x, y, n=1, seed=0)

@@ -31,8 +31,10 @@ from worker.result_store import result_store_class
 log = logging.getLogger("worker")
 
 
-def create_worker_app(settings: Settings) -> Celery:
-    celery_app = make_celery(settings, name="mnist-worker", backend=result_store_class(settings))
+def create_worker_app(settings: Settings, backend: type | None = None) -> Celery:
+    """The worker's app; ``backend``: a result-backend class instead of ``result_store_class``."""
+    store = backend or result_store_class(settings)
+    celery_app = make_celery(settings, name="mnist-worker", backend=store)
     base = type("SettingsPredictTask", (tasks.PredictTask,), {"settings": settings})
     celery_app.task(name=TASK_PREDICT, bind=True, base=base, shared=False)(tasks.predict)
     return celery_app
@@ -45,7 +47,7 @@ app = create_worker_app(settings)
 _heartbeats: list[Heartbeat] = []
 
 
-@setup_logging.connect
+@setup_logging.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def _json_logs(**_: Any) -> None:
     # Having a receiver stops Celery from installing its own text handlers, in the main
     # process and in each pool process alike.
@@ -58,13 +60,13 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-@worker_init.connect
+@worker_init.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def _prepare_model(**_: Any) -> None:
     tasks.get_model(settings)  # trains first if needed, with every core
     _one_blas_thread()
 
 
-@worker_ready.connect
+@worker_ready.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or "worker"
     client = redis_clients.sync_client(settings)
@@ -83,13 +85,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     )
 
 
-@worker_shutdown.connect
+@worker_shutdown.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def _stop_heartbeat(**_: Any) -> None:
     while _heartbeats:
         _heartbeats.pop().stop()
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def _load_model_in_child(**_: Any) -> None:
     _one_blas_thread()
     tasks.get_model(settings)

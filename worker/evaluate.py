@@ -3,8 +3,12 @@
 Prints accuracy, per-digit precision and recall, the confusion matrix, the expected
 calibration error and the latency per image (decode + normalise + predict, one image at
 a time, from PNG bytes), then the accuracy on the project's real-world sets (photos,
-canvas drawings, large images, typed digits; see ``tests/realworld.py``). Writes a
+canvas drawings, large images, typed digits; see ``worker/realworld.py``). Writes a
 confusion-matrix PNG and a reliability-diagram PNG (matplotlib, from requirements-dev.txt).
+
+The metrics come from ``sklearn.metrics``; the reliability bins (``shared.model``, which
+training uses too) are the equal-width, right-closed bins of
+``sklearn.calibration.calibration_curve``, with their counts, from which the ECE follows.
 """
 
 from __future__ import annotations
@@ -20,42 +24,17 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from shared import model as model_store
 from shared.inference import predict_files
 from shared.mnist import load_split
-from shared.model import Model, expected_calibration_error
+from shared.model import Model, calibration_error, reliability
 from shared.settings import Settings, get_settings
+from worker.realworld import make_sets
 
 HANDWRITTEN_SETS = ("photo", "canvas", "large")
-
-
-def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
-    return matrix
-
-
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
-    """Per confidence bin: mean confidence, accuracy and count (for the diagram)."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            rows.append(
-                {
-                    "low": float(edges[b]),
-                    "high": float(edges[b + 1]),
-                    "confidence": float(confidence[mask].mean()),
-                    "accuracy": float(correct[mask].mean()),
-                    "count": int(mask.sum()),
-                }
-            )
-    return rows
+DIGITS = np.arange(10)
 
 
 def latency_ms(model: Model, files: list[bytes], max_pixels: int) -> dict[str, float]:
@@ -76,7 +55,7 @@ def latency_ms(model: Model, files: list[bytes], max_pixels: int) -> dict[str, f
 
 def accuracy_on_files(model: Model, items: list[tuple[bytes, int]], max_pixels: int) -> float:
     answers = predict_files([data for data, _ in items], model, max_pixels)
-    right = sum(
+    right: int = sum(
         answer["prediction"] is not None and answer["prediction"]["prediction"] == str(label)
         for answer, (_, label) in zip(answers, items, strict=True)
     )
@@ -141,24 +120,23 @@ def plot(matrix: np.ndarray, bins: list[dict[str, float]], ece: float, folder: P
 
 
 def evaluate(settings: Settings, per_set: int, seed: int, plots: Path | None) -> dict[str, Any]:
-    from tests.realworld import make_sets  # the project's own generator of real-world sets
-
     model = model_store.ensure(settings)
     test = load_split("test", settings.mnist_data_dir, settings.mnist_cache_dir)
     pixels = test.images.reshape(len(test), -1).astype(np.float32) / np.float32(255)
     labels = test.labels.astype(np.int64)
     probs = model.probabilities(pixels)
     predicted = probs.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted)
-    precision = np.diag(matrix) / np.maximum(matrix.sum(axis=0), 1)
-    recall = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
-    ece = expected_calibration_error(probs, labels)
+    matrix = confusion_matrix(labels, predicted, labels=DIGITS)
+    precision, recall, _, _ = precision_recall_fscore_support(
+        labels, predicted, labels=DIGITS, average=None, zero_division=0
+    )
     bins = reliability(probs, labels)
+    ece = calibration_error(bins)
     files = [_png(image) for image in test.images[:1000]]
     report: dict[str, Any] = {
         "model_version": model.version,
         "pipeline": model.metadata.get("pipeline"),
-        "accuracy": float((predicted == labels).mean()),
+        "accuracy": float(accuracy_score(labels, predicted)),
         "errors": int((predicted != labels).sum()),
         "ece": ece,
         "precision": precision.round(4).tolist(),

@@ -68,11 +68,11 @@ class _RequeueWhenRefused:
             attempt += 1
 
 
-class RedisResultStore(_RequeueWhenRefused, RedisBackend):
+class RedisResultStore(_RequeueWhenRefused, RedisBackend):  # type: ignore[misc]  # Celery is untyped
     pass
 
 
-class SentinelResultStore(_RequeueWhenRefused, SentinelBackend):
+class SentinelResultStore(_RequeueWhenRefused, SentinelBackend):  # type: ignore[misc]  # Celery is untyped
     pass
 
 

@@ -57,7 +57,7 @@ def _failed_items(count: int, error: ServiceError) -> list[dict[str, Any]]:
     return [{"prediction": None, "error": error.to_dict()} for _ in range(count)]
 
 
-class PredictTask(Task):
+class PredictTask(Task):  # type: ignore[misc]  # Celery is untyped
     """Gives up on a message that keeps killing its worker instead of looping forever.
 
     With late acks, a task whose worker dies is delivered again; a poison message would

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
-from api.deps import JobsDep
+from api.deps import StoreDep
 from shared.schemas import ErrorResponse, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -24,9 +24,9 @@ router = APIRouter(tags=["jobs"])
 )
 async def get_job(
     job_id: Annotated[str, Path(max_length=64, description="The id a prediction returned.")],
-    jobs: JobsDep,
+    store: StoreDep,
 ) -> JSONResponse:
-    body = (await jobs.status(job_id)).model_dump(mode="json")
+    body = (await store.status(job_id)).model_dump(mode="json")
     if body["result"] is not None and body["result"]["input_image"] is None:
         del body["result"]["input_image"]  # present only when it was asked for
     return JSONResponse(body)

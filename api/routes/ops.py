@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
-from api.deps import JobsDep
-from api.jobs import JobQueue
+from api.deps import WorkersDep
+from api.workers import WorkerDirectory
 from shared.errors import ServiceError, ServiceUnavailable
 from shared.schemas import ErrorResponse
 
@@ -36,30 +36,30 @@ class ReadinessCache:
     answer: tuple[int, dict[str, Any]] | None = None
     lock: asyncio.Lock | None = None
 
-    async def get(self, jobs: JobQueue) -> tuple[int, dict[str, Any]]:
+    async def get(self, workers: WorkerDirectory) -> tuple[int, dict[str, Any]]:
         if self.lock is None:
             self.lock = asyncio.Lock()
         async with self.lock:
             if self.answer is None or time.monotonic() - self.checked_at > READY_CACHE_SECONDS:
-                self.answer = await self._check(jobs)
+                self.answer = await self._check(workers)
                 self.checked_at = time.monotonic()
             return self.answer
 
-    async def _check(self, jobs: JobQueue) -> tuple[int, dict[str, Any]]:
+    async def _check(self, workers: WorkerDirectory) -> tuple[int, dict[str, Any]]:
         try:
             async with asyncio.timeout(READY_CHECK_TIMEOUT_SECONDS):
-                await jobs.ping()
-                workers = await jobs.workers()
+                await workers.ping()
+                live = await workers.workers()
         except TimeoutError:
             return 503, {"detail": "Redis did not answer in time."}
         except ServiceError as exc:
             return 503, {"detail": exc.detail}
-        if not workers:
+        if not live:
             return 503, {"detail": "No worker is running (none has sent a heartbeat)."}
-        versions = sorted({str(w.get("model_version")) for w in workers})
+        versions = sorted({str(w.get("model_version")) for w in live})
         ready = Readiness(
             status="ready",
-            workers=[str(w.get("hostname")) for w in workers],
+            workers=[str(w.get("hostname")) for w in live],
             model_version=versions[0] if len(versions) == 1 else ",".join(versions),
         )
         return 200, ready.model_dump()
@@ -76,9 +76,9 @@ async def health() -> dict[str, str]:
     response_model=Readiness,
     responses={503: {"model": ErrorResponse, "description": "Not ready; detail says why."}},
 )
-async def ready(request: Request, jobs: JobsDep) -> JSONResponse:
+async def ready(request: Request, workers: WorkersDep) -> JSONResponse:
     cache: ReadinessCache = request.app.state.readiness
-    status_code, body = await cache.get(jobs)
+    status_code, body = await cache.get(workers)
     return JSONResponse(body, status_code=status_code)
 
 
@@ -105,15 +105,13 @@ class ModelInfo(BaseModel):
     response_model=ModelInfo,
     responses={503: {"model": ErrorResponse, "description": "No worker is running."}},
 )
-async def model_info(jobs: JobsDep) -> ModelInfo:
-    workers = await jobs.workers()
-    if not workers:
+async def model_info(workers: WorkersDep) -> ModelInfo:
+    live = await workers.workers()
+    if not live:
         raise ServiceUnavailable("No worker is running, so no model is served.")
-    first = workers[0]
+    first = live[0]
     serving = [
-        str(w.get("hostname"))
-        for w in workers
-        if w.get("model_version") == first.get("model_version")
+        str(w.get("hostname")) for w in live if w.get("model_version") == first.get("model_version")
     ]
     return ModelInfo(
         version=str(first.get("model_version")), workers=serving, **first.get("model", {})
@@ -123,11 +121,11 @@ async def model_info(jobs: JobsDep) -> ModelInfo:
 @router.get(
     "/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse
 )
-async def metrics(request: Request, jobs: JobsDep) -> Response:
+async def metrics(request: Request, workers: WorkersDep) -> Response:
     registry = request.app.state.metrics
     try:  # live gauges are read at scrape time; a dead Redis must not break the scrape
-        registry.queue_depth.set(await jobs.queue_depth())
-        registry.workers.set(len(await jobs.workers()))
+        registry.queue_depth.set(await workers.queue_depth())
+        registry.workers.set(len(await workers.workers()))
     except ServiceError:
         pass
     return Response(registry.render(), media_type=registry.content_type)

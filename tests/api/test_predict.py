@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
+from shared.queue import JOB_KEY_PREFIX
 from shared.settings import Settings
 from tests.images import encode, png
 
 
 def upload(client: TestClient, data: bytes, name: str = "digit.png", **params: str):
     return client.post("/predict/mnist", params=params, files={"file": (name, data, "image/png")})
+
+
+def batch_sizes(client: TestClient) -> tuple[float, float]:
+    """The tasks sent so far and the images they carried, from ``/metrics``."""
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    }
+    return values["mnist_task_batch_size_count"], values["mnist_task_batch_size_sum"]
+
+
+def job_record(client: TestClient, job_id: str) -> str:
+    """The job's record, ``<task id>:<index>``, from the app's (in-process) Redis."""
+    redis = client.app.state.store.redis  # type: ignore[attr-defined]
+    record = client.portal.call(redis.get, JOB_KEY_PREFIX + job_id)  # type: ignore[union-attr]
+    assert record is not None, job_id
+    return record.decode() if isinstance(record, bytes) else str(record)
 
 
 def test_sync_prediction_answers_the_digit(client: TestClient, digits: list[np.ndarray]) -> None:
@@ -60,7 +81,7 @@ def test_async_job_for_a_blank_image_fails_with_a_clear_error(client: TestClient
 def test_unknown_job_is_404(client: TestClient) -> None:
     response = client.get("/jobs/00000000-0000-4000-8000-000000000000")
     assert response.status_code == 404
-    assert "not found" in response.json()["detail"].lower()
+    assert response.json() == {"detail": "Job not found (never issued, or expired)."}
 
 
 @pytest.mark.parametrize(
@@ -109,38 +130,47 @@ def test_decompression_bomb_is_413(client: TestClient) -> None:
 
 
 def test_upload_over_the_size_limit_is_413(client: TestClient, embedded_settings: Settings) -> None:
-    response = upload(client, b"\x89PNG" + bytes(embedded_settings.max_upload_bytes + 10))
+    limit = embedded_settings.max_upload_bytes
+    response = upload(client, b"\x89PNG" + bytes(limit + 10))
     assert response.status_code == 413
-    assert "at most" in response.json()["detail"]
+    assert response.json() == {"detail": f"A file may have at most {limit} bytes."}
 
 
 def test_missing_file_field_is_422(client: TestClient) -> None:
     response = client.post("/predict/mnist", files={"image": ("x.png", b"abc", "image/png")})
     assert response.status_code == 422
-    assert "'file'" in response.json()["detail"]
+    assert response.json() == {
+        "detail": "The request has no 'file' field: send the image as field 'file'."
+    }
 
 
 def test_json_body_is_422(client: TestClient) -> None:
     response = client.post("/predict/mnist", json={"file": "aGVsbG8="})
     assert response.status_code == 422
-    assert "multipart/form-data" in response.json()["detail"]
+    assert response.json() == {
+        "detail": "Send the image as multipart/form-data in a field named 'file'."
+    }
 
 
 def test_two_file_parts_are_422(client: TestClient, digits: list[np.ndarray]) -> None:
     files = [("file", ("a.png", png(digits[0]))), ("file", ("b.png", png(digits[1])))]
     response = client.post("/predict/mnist", files=files)
     assert response.status_code == 422
-    assert "exactly one" in response.json()["detail"]
+    assert response.json() == {
+        "detail": "Send exactly one 'file' part here; use /predict/mnist/batch for several."
+    }
 
 
 def test_bogus_multipart_boundary_is_400(client: TestClient) -> None:
+    # The body never reaches the boundary its header announces: a malformed body (400),
+    # not a request without a 'file' field (422).
     response = client.post(
         "/predict/mnist",
         content=b'--wrong\r\nContent-Disposition: form-data; name="file"\r\n\r\nxx\r\n--wrong--',
         headers={"content-type": "multipart/form-data; boundary=expected"},
     )
-    assert response.status_code in (400, 422)
-    assert "detail" in response.json()
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The multipart body is malformed."}
 
 
 def test_image_without_a_digit_is_422(client: TestClient) -> None:
@@ -157,9 +187,11 @@ def test_request_id_is_echoed_or_made(client: TestClient, digits: list[np.ndarra
     )
     assert given.headers["x-request-id"] == "abc-123"
     made = upload(client, png(digits[2]))
-    assert len(made.headers["x-request-id"]) == 32
+    assert re.fullmatch("[0-9a-f]{32}", made.headers["x-request-id"])
+    # An unsafe id is not echoed (it would go into logs): a fresh one is made instead.
     hostile = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
-    assert hostile.headers["x-request-id"] != "bad id\twith spaces"
+    assert re.fullmatch("[0-9a-f]{32}", hostile.headers["x-request-id"])
+    assert hostile.headers["x-request-id"] != made.headers["x-request-id"]
 
 
 def test_sync_wait_that_runs_out_is_504_with_the_job(
@@ -213,6 +245,7 @@ def test_the_normalised_input_comes_back_on_request(
 def test_batch_answers_in_order_and_isolates_bad_files(
     client: TestClient, digits: list[np.ndarray]
 ) -> None:
+    before = batch_sizes(client)
     files = [
         ("file", ("one.png", png(digits[1]))),
         ("file", ("text.png", b"not an image")),
@@ -235,8 +268,13 @@ def test_batch_answers_in_order_and_isolates_bad_files(
     assert results[2]["result"]["prediction"] == "0"
     assert results[1]["error"]["detail"] == "File provided is not an image."
     assert results[3]["error"]["code"] == "no_digit_found"
-    # One task for the whole batch: both answers carry jobs of the same worker call.
-    assert results[0]["result"]["job_id"] != results[2]["result"]["job_id"]
+    # One task for the whole batch: the three decodable images went in a single task (the
+    # two the API refused never left it), and the answered jobs are its items 0 and 1.
+    tasks, images = batch_sizes(client)
+    assert (tasks - before[0], images - before[1]) == (1, 3)
+    one, zero = (job_record(client, results[i]["result"]["job_id"]) for i in (0, 2))
+    assert one.rpartition(":")[0] == zero.rpartition(":")[0]
+    assert (one.rpartition(":")[2], zero.rpartition(":")[2]) == ("0", "1")
 
 
 def test_batch_limits(
@@ -248,5 +286,6 @@ def test_batch_limits(
     ]
     response = client.post("/predict/mnist/batch", files=too_many)
     assert response.status_code == 413
-    assert "At most" in response.json()["detail"]
+    limit = embedded_settings.max_batch_files
+    assert response.json() == {"detail": f"At most {limit} files per request."}
     assert client.post("/predict/mnist/batch", files={"other": ("x", b"y")}).status_code == 422

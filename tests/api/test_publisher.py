@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from api.messages import MessageFactory
 from api.publisher import Admission, RedisTaskPublisher
 from shared.errors import QueueFull, QueueOutOfMemory, ReplicationTimeout
-from shared.queue import JOB_KEY_PREFIX
+from shared.queue import JOB_KEY_PREFIX, make_celery
+from shared.settings import Settings
 from tests.conftest import RedisServer, start_private_redis
 
 QUEUE = "publisher-test"
@@ -22,8 +24,9 @@ QUEUE = "publisher-test"
 def enqueue(server: RedisServer, admission: Admission, job: str = "job-1", size: int = 10) -> None:
     async def go() -> None:
         client = redis.asyncio.Redis.from_url(server.url)
+        app = make_celery(Settings(redis_url=server.url, queue_name=QUEUE))
         try:
-            publisher = RedisTaskPublisher(client, QUEUE, admission)
+            publisher = RedisTaskPublisher(client, MessageFactory(app, QUEUE, "test"), admission)
             kwargs: dict[str, Any] = {"images": ["x" * size]}
             await publisher.enqueue(f"task-{job}", {job: f"task-{job}:0"}, kwargs, "summary")
         finally:

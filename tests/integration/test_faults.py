@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import threading
 import time
@@ -12,11 +13,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import redis
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from shared.queue import ATTEMPTS_KEY_PREFIX, JOB_KEY_PREFIX
 from tests.images import png
-from tests.integration.conftest import RedisServer, Stack, job, submit, wait_all_done, wait_until
+from tests.integration.conftest import (
+    Process,
+    RedisServer,
+    Stack,
+    job,
+    submit,
+    wait_all_done,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,6 +40,31 @@ def faulty_png(array: np.ndarray, fault: str) -> bytes:
     return buffer.getvalue()
 
 
+def task_of(client: redis.Redis, job_id: str) -> str:
+    """The id of the task carrying a job (its record is ``<task id>:<index>``)."""
+    record = client.get(JOB_KEY_PREFIX + job_id)
+    assert record is not None, job_id
+    return record.decode().rpartition(":")[0]
+
+
+def deliveries(client: redis.Redis, task_id: str) -> int:
+    """How many times a worker has started the task (it counts each delivery)."""
+    return int(client.get(ATTEMPTS_KEY_PREFIX + task_id) or 0)
+
+
+def finished_by(process: Process, task_id: str) -> list[int]:
+    """The attempts at ``task_id`` that ``process`` logged as done."""
+    attempts = []
+    for line in process.log().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("msg") == "task done" and entry.get("task_id") == task_id:
+            attempts.append(entry["attempt"])
+    return attempts
+
+
 def test_sigkill_of_a_busy_worker_loses_no_job(stack: Stack, mnist) -> None:
     images, labels = mnist
     queue = f"kill-{uuid.uuid4().hex[:8]}"
@@ -38,13 +74,25 @@ def test_sigkill_of_a_busy_worker_loses_no_job(stack: Stack, mnist) -> None:
         "TASK_TIME_LIMIT_SECONDS": "5",
         "TASK_SOFT_TIME_LIMIT_SECONDS": "4",
     }
-    victim = stack.worker("victim", **fast)
-    survivor = stack.worker("survivor", **fast)
+    victim = stack.worker("victim", faults=True, **fast)
+    survivor = stack.worker("survivor", faults=True, **fast)
     _, base = stack.api(BATCH_WINDOW_MS="0", **fast)
-    picks = range(1000, 1200)
-    job_ids = [submit(base, png(images[i])) for i in picks]
-    victim.send(signal.SIGKILL)  # mid-stream: it holds a task it will never ack
+    client = stack.redis.client()
+    picks = list(range(1000, 1200))
+    job_ids = [submit(base, png(images[i])) for i in picks[:100]]
+    # Two slow tasks (seconds each): with one process and a prefetch of one, each worker
+    # takes one and holds it, unacknowledged, while it runs. Once both have started, the
+    # victim is certainly in the middle of one.
+    slow_jobs = [submit(base, faulty_png(images[i], "slow")) for i in picks[100:102]]
+    slow_tasks = [task_of(client, j) for j in slow_jobs]
+    assert len(set(slow_tasks)) == 2
+    wait_until(
+        lambda: all(deliveries(client, t) for t in slow_tasks), 20, "both slow tasks to start"
+    )
+    victim.send(signal.SIGKILL)  # it holds a task it will never ack
     victim.proc.wait()
+    job_ids += slow_jobs + [submit(base, png(images[i])) for i in picks[102:]]
+
     done = wait_all_done(base, job_ids, timeout=90)
     assert all(s["status"] == "succeeded" for s in done.values()), [
         s for s in done.values() if s["status"] != "succeeded"
@@ -54,6 +102,15 @@ def test_sigkill_of_a_busy_worker_loses_no_job(stack: Stack, mnist) -> None:
         for j, i in zip(job_ids, picks, strict=True)
     )
     assert correct >= 180
+    # The victim's task went back to the queue (after the visibility timeout) and the
+    # survivor ran it again: a second delivery, which only a worker dying holding it
+    # explains. The survivor's own slow task was delivered once.
+    wait_until(lambda: any(deliveries(client, t) == 2 for t in slow_tasks), 30, "a second delivery")
+    held = next(t for t in slow_tasks if deliveries(client, t) == 2)
+    kept = next(t for t in slow_tasks if t != held)
+    assert deliveries(client, kept) == 1
+    wait_until(lambda: 2 in finished_by(survivor, held), 15, "the survivor to finish it")
+    assert finished_by(survivor, held) == [2]
     assert survivor.alive()
 
 
@@ -103,20 +160,25 @@ def test_redis_restart_during_sync_traffic(
                 except httpx.HTTPError:
                     status = 0
                 results.append((started, time.monotonic() - started, status))
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing: steady traffic, not a flood
+
+    def answered(since: float, count: int) -> bool:
+        """At least ``count`` requests sent after ``since`` have been answered."""
+        return sum(t > since for t, _, _ in list(results)) >= count
 
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
-        time.sleep(1.5)
+        wait_until(lambda: answered(0, 10), 20, "traffic before the outage")
         down_at = time.monotonic()
         private_redis.stop()
-        time.sleep(3)
+        # An outage long enough for a run of requests to meet it; each must be a quick 503.
+        wait_until(lambda: answered(down_at + 0.5, 10), 20, "requests during the outage")
         up_at = time.monotonic()
         private_redis.start()
         wait_until(lambda: any(s == 200 and t > up_at for t, _, s in results), 20, "recovery")
         recovered_at = min(t + d for t, d, s in results if s == 200 and t > up_at)
-        time.sleep(1)
+        wait_until(lambda: answered(recovered_at, 10), 20, "traffic after recovery")
     finally:
         stop.set()
         thread.join()
@@ -144,8 +206,13 @@ def test_worker_and_api_started_before_redis(stack: Stack, tmp_path: Path, digit
     )
     assert refused.status_code == 503
     assert httpx.get(base + "/ready", timeout=3).status_code == 503
-    time.sleep(2)
-    assert worker.alive()  # waiting for Redis, not dead
+
+    def retried() -> bool:
+        return worker.log().count("Cannot connect to redis") >= 2 or not worker.alive()
+
+    # A second failed attempt to connect: the worker waits for Redis rather than dying.
+    wait_until(retried, 20, "the worker to try Redis again")
+    assert worker.alive(), worker.log()
 
     server = start_private_redis(tmp_path / "late-redis", port=port)
     assert server is not None
@@ -177,9 +244,16 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack: Stack, digits) ->
         answer["status"] = response.status_code
         answer["body"] = response.json()
 
+    redis_client = stack.redis.client()
+
+    def started() -> set[bytes]:
+        return set(redis_client.scan_iter(match=ATTEMPTS_KEY_PREFIX + "*"))
+
+    before = started()
     client = threading.Thread(target=slow_request)
     client.start()
-    time.sleep(1.0)  # the request is in flight: its job takes a few seconds
+    # The request is in flight once the worker has started its (slow) task.
+    wait_until(lambda: bool(started() - before), 10, "the slow job to start")
     api.send(signal.SIGTERM)
     client.join(timeout=30)
     assert answer["status"] == 200

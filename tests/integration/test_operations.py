@@ -32,7 +32,13 @@ def post(
 def test_readiness_follows_the_workers(stack: Stack, digits: list[np.ndarray]) -> None:
     queue = f"ops-{uuid.uuid4().hex[:8]}"
     _, base = stack.api(QUEUE_NAME=queue)
-    # No worker yet (on this queue or any other whose heartbeat is older than its TTL).
+
+    def not_ready() -> bool:
+        response = httpx.get(base + "/ready", timeout=2)
+        workers = response.json().get("workers", []) if response.status_code == 200 else []
+        return not any(w.startswith("ready@") for w in workers)
+
+    assert not_ready(), "no worker has been started yet"
     worker = stack.worker("ready", QUEUE_NAME=queue)
 
     def ready() -> bool:
@@ -65,12 +71,6 @@ def test_readiness_follows_the_workers(stack: Stack, digits: list[np.ndarray]) -
     wait_until(logged, 5, "the request id in the worker's log")
 
     worker.stop()
-
-    def not_ready() -> bool:
-        response = httpx.get(base + "/ready", timeout=2)
-        workers = response.json().get("workers", []) if response.status_code == 200 else []
-        return not any(w.startswith("ready@") for w in workers)
-
     wait_until(not_ready, 10, "readiness to notice the worker is gone")
 
 

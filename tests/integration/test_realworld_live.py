@@ -1,6 +1,6 @@
 """Real-world uploads through the whole service with the real model.
 
-Photos, canvas drawings, large images and typed digits (``tests/realworld.py``) go up as
+Photos, canvas drawings, large images and typed digits (``worker/realworld.py``) go up as
 files to a live API, through Redis, to a worker and back: the accuracy a user gets.
 """
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Stack
-from tests.realworld import make_sets
+from worker.realworld import make_sets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from api.publisher import task_message
-from shared.queue import RESULT_KEY_PREFIX
+from api.messages import MessageFactory
+from shared.queue import make_celery, result_key_prefix
+from shared.settings import Settings
 from tests.images import png
 from tests.integration.conftest import Process, RedisServer, Stack, free_port, wait_until
 
@@ -35,7 +36,9 @@ class TouchOnLoad:
 
 def pickle_message(task_id: str, queue: str, marker: Path) -> str:
     """A well-formed ``mnist.predict`` task whose body is pickle, not JSON."""
-    envelope = json.loads(task_message(task_id, queue, {"images": []}, "pickle"))
+    messages = MessageFactory(make_celery(Settings(queue_name=queue)), queue, "test")
+    envelope = json.loads(messages.build(task_id, {"images": []}, "pickle"))
+    messages.close()
     body = pickle.dumps(([], {"images": [], "trap": TouchOnLoad(marker)}, {}))
     envelope["body"] = base64.b64encode(body).decode("ascii")
     envelope["content-type"] = "application/x-python-serialize"
@@ -57,7 +60,8 @@ def test_a_worker_refuses_a_pickle_message(
     wait_until(lambda: "untrusted content" in worker.log(), 20, "the worker's refusal")
     assert "application/x-python-serialize" in worker.log()
     assert not marker.exists()  # never unpickled
-    assert client.get(RESULT_KEY_PREFIX + task_id) is None  # never run
+    prefix = result_key_prefix(make_celery(Settings(queue_name=queue)))
+    assert client.get(prefix + task_id) is None  # never run
     wait_until(lambda: client.llen(queue) == 0, 10, "the message to be dropped")
     # Still alive, still serving.
     answer = httpx.post(base + "/predict/mnist", files={"file": ("d.png", png(digits[3]))})

@@ -49,3 +49,29 @@ def test_a_broken_png_or_jpeg_header_is_corrupt_not_a_non_image() -> None:
     for broken in (broken_crc, data[:8], b"\xff\xd8\xff\xe0"):
         with pytest.raises(CorruptImage):
             inspect_image(broken, 100)
+
+
+def test_importing_the_decoder_leaves_pillows_own_guard_on() -> None:
+    import warnings
+
+    import shared.imaging  # noqa: F401 - importing it must change no global state
+
+    assert Image.MAX_IMAGE_PIXELS is not None
+    assert not any(
+        f[2] is Image.DecompressionBombWarning and f[0] == "ignore" for f in warnings.filters
+    )
+
+
+def test_an_image_past_pillows_own_limit_gets_our_answer_and_the_guard_stays_on() -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    side = int((2 * before) ** 0.5) + 2  # past Pillow's own error threshold
+    jpeg = encode(Image.new("L", (64, 64)), "JPEG")
+    huge = jpeg.replace(
+        b"\xff\xc0\x00\x0b\x08\x00\x40\x00\x40",
+        b"\xff\xc0\x00\x0b\x08" + side.to_bytes(2, "big") * 2,
+        1,
+    )
+    assert huge != jpeg
+    with pytest.raises(ImageTooLarge, match=f"{side}x{side}"):  # our check, naming the size
+        inspect_image(huge, max_pixels=40_000_000)
+    assert before == Image.MAX_IMAGE_PIXELS  # and Pillow's guard is back on

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.calibration import calibration_curve
 
+from shared.model import expected_calibration_error
 from shared.settings import get_settings
 from worker import evaluate
 
@@ -29,6 +32,7 @@ def test_evaluate_reports_and_plots(
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     assert 0.9 < report["accuracy"] <= 1.0
+    assert [len(row) for row in report["confusion_matrix"]] == [10] * 10
     assert sum(map(sum, report["confusion_matrix"])) == 10_000
     assert report["errors"] == 10_000 - sum(report["confusion_matrix"][d][d] for d in range(10))
     assert set(report["real_world"]) == {"photo", "canvas", "large", "typed"}
@@ -40,13 +44,30 @@ def test_evaluate_reports_and_plots(
     assert "real-world sets" in out
 
 
-def test_confusion_matrix_and_reliability() -> None:
-    import numpy as np
-
-    matrix = evaluate.confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), classes=3)
-    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
-    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+def test_reliability_bins() -> None:
+    probs = np.array([[0.9, 0.1], [0.15, 0.85], [0.65, 0.35]])
     bins = evaluate.reliability(probs, np.array([0, 1, 1]), bins=5)
-    assert sum(b["count"] for b in bins) == 3
-    top = next(b for b in bins if b["low"] >= 0.8)
-    assert top["accuracy"] == 1.0
+    assert [b["count"] for b in bins] == [1, 2]
+    assert [(b["low"], b["high"]) for b in bins] == [pytest.approx((0.6, 0.8)), (0.8, 1.0)]
+    assert [b["accuracy"] for b in bins] == [0.0, 1.0]
+    assert [b["confidence"] for b in bins] == pytest.approx([0.65, 0.875])
+    assert evaluate.calibration_error(bins) == pytest.approx((0.65 + 2 * 0.125) / 3)
+
+
+def test_reliability_agrees_with_sklearn_and_the_training_ece() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(10, 0.3), size=3000)
+    probs[:50] = np.eye(10)[rng.integers(0, 10, 50)]  # confidence exactly 1.0
+    probs[50:100, :2] = 0.5  # exactly on an inner edge (of 2 and 10 bins): the lower bin
+    probs[50:100, 2:] = 0.0
+    labels = rng.integers(0, 10, len(probs))
+    correct = probs.argmax(axis=1) == labels
+    for n_bins in (2, 10, 15):
+        bins = evaluate.reliability(probs, labels, bins=n_bins)
+        accuracy, confidence = calibration_curve(correct, probs.max(axis=1), n_bins=n_bins)
+        assert [b["accuracy"] for b in bins] == pytest.approx(accuracy.tolist(), abs=1e-12)
+        assert [b["confidence"] for b in bins] == pytest.approx(confidence.tolist(), abs=1e-12)
+        assert sum(b["count"] for b in bins) == len(probs)
+        assert evaluate.calibration_error(bins) == pytest.approx(
+            expected_calibration_error(probs, labels, n_bins=n_bins), abs=1e-12
+        )

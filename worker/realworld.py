@@ -1,8 +1,12 @@
-"""Deterministic "real-world" test sets built from MNIST *test* digits (and DejaVu fonts).
+"""Synthetic "real-world" uploads for measuring the model the way users feed it.
 
-``make_sets(test_images, test_labels, n=200, seed=0)`` returns
-``{"photo": [...], "canvas": [...], "large": [...], "typed": [...]}``, each a list of
-``(encoded image file bytes, label)``:
+Evaluation tooling of the worker side: ``python -m worker.evaluate`` reports the model's
+accuracy on these sets, and the tests (``tests/test_realworld.py``, the live-service test
+in ``tests/integration/``) use the same generator. The service itself never imports it.
+
+``make_sets(test_images, test_labels, n=200, seed=0)`` builds, from MNIST *test* digits
+(and DejaVu fonts), ``{"photo": [...], "canvas": [...], "large": [...], "typed": [...]}``,
+each a list of ``(encoded image file bytes, label)``:
 
 - photo:  dark ink on tinted, unevenly lit, noisy, slightly blurred paper; the digit
           upscaled to 60-150 px, placed off-centre in a 200-400 px frame; JPEG q60-90,
@@ -15,9 +19,13 @@
 - typed:  digits 0-9 rendered with DejaVu fonts (Sans/Serif/Mono, regular/bold/oblique),
           random size, position and slight rotation, either polarity, PNG.
 
+Needs numpy and Pillow (both in the worker's requirements) and, for the typed set, the
+DejaVu TrueType fonts in ``FONT_DIR`` (Debian's ``fonts-dejavu-core`` and
+``fonts-dejavu-extra``; the slim worker image has neither, so run it where they are).
+
 The same seed always gives the same bytes (numpy's PCG64 and Pillow's encoders are
-deterministic).  CLI: ``python realworld.py OUTDIR [--n N] [--seed S]`` writes the files
-as OUTDIR/<set>/<index>_<label>.<ext>.
+deterministic).  CLI: ``python -m worker.realworld OUTDIR [--n N] [--seed S]`` writes the
+files as OUTDIR/<set>/<index>_<label>.<ext>.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -66,7 +75,7 @@ def _digit_alpha(img28: np.ndarray, height: int, rng: np.random.Generator) -> np
     s = height / (h - 2)
     nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
     up = Image.fromarray(a, "F").resize((nw, nh), Image.Resampling.BICUBIC)
-    out = np.clip(np.asarray(up, np.float32), 0, 1)
+    out: np.ndarray = np.clip(np.asarray(up, np.float32), 0, 1)
     # sharpen the edges a bit like a pen stroke (the upscaled MNIST is blurry)
     gamma = float(rng.uniform(0.6, 1.0))
     out = np.clip((out - 0.08) / 0.84, 0, 1) ** gamma
@@ -85,7 +94,7 @@ def _fit(patch: np.ndarray, max_h: int, max_w: int) -> np.ndarray:
     )
 
 
-def _place(frame_hw: tuple[int, int], patch: np.ndarray, rng) -> np.ndarray:
+def _place(frame_hw: tuple[int, int], patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Put ``patch`` at a random position (fully inside) of a zero frame."""
     H, W = frame_hw
     patch = _fit(patch, H - 4, W - 4)
@@ -97,7 +106,7 @@ def _place(frame_hw: tuple[int, int], patch: np.ndarray, rng) -> np.ndarray:
     return out
 
 
-def _png(img: Image.Image, **kw) -> bytes:
+def _png(img: Image.Image, **kw: Any) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG", **kw)
     return buf.getvalue()
@@ -109,12 +118,13 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _gradient(H: int, W: int, strength: float, rng) -> np.ndarray:
+def _gradient(height: int, width: int, strength: float, rng: np.random.Generator) -> np.ndarray:
     """A smooth illumination field around 1.0 (linear ramp in a random direction)."""
     ang = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    t = (np.cos(ang) * (xx / W - 0.5) + np.sin(ang) * (yy / H - 0.5)).astype(np.float32)
-    return 1.0 + strength * t
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = (np.cos(ang) * (xx / width - 0.5) + np.sin(ang) * (yy / height - 0.5)).astype(np.float32)
+    field: np.ndarray = 1.0 + strength * t
+    return field
 
 
 # --------------------------------------------------------------------------------------
@@ -122,7 +132,7 @@ def _gradient(H: int, W: int, strength: float, rng) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def _photo(img28, rng) -> bytes:
+def _photo(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     H, W = (int(v) for v in rng.integers(200, 401, size=2))
     size = int(rng.integers(60, 151))
     size = min(size, int(0.8 * min(H, W)))
@@ -141,7 +151,7 @@ def _photo(img28, rng) -> bytes:
     return _jpeg(pil, int(rng.integers(60, 91)))
 
 
-def _canvas(img28, rng) -> bytes:
+def _canvas(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     S = 280
     size = int(rng.integers(150, 241))
     patch = _fit(_digit_alpha(img28, size, rng), S - 16, S - 16)
@@ -166,7 +176,7 @@ def _canvas(img28, rng) -> bytes:
     return _png(Image.fromarray(rgba, "RGBA"))
 
 
-def _large(img28, rng) -> bytes:
+def _large(img28: np.ndarray, rng: np.random.Generator) -> bytes:
     H, W = (int(v) for v in rng.integers(280, 601, size=2))
     size = int(rng.integers(60, int(0.9 * min(H, W))))
     a = _place((H, W), _digit_alpha(img28, size, rng), rng)
@@ -200,16 +210,23 @@ _FONT_CACHE: dict[tuple[str, int], ImageFont.FreeTypeFont] = {}
 def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     key = (name, size)
     if key not in _FONT_CACHE:
-        _FONT_CACHE[key] = ImageFont.truetype(os.path.join(FONT_DIR, name), size)
+        path = os.path.join(FONT_DIR, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} is missing: the typed set needs the DejaVu fonts "
+                "(Debian packages fonts-dejavu-core and fonts-dejavu-extra)"
+            )
+        _FONT_CACHE[key] = ImageFont.truetype(path, size)
     return _FONT_CACHE[key]
 
 
-def _typed(digit: int, rng) -> bytes:
+def _typed(digit: int, rng: np.random.Generator) -> bytes:
     name = FONTS[int(rng.integers(len(FONTS)))]
     fsize = int(rng.integers(28, 161))
     font = _font(name, fsize)
     text = str(digit)
-    left, top, right, bottom = font.getbbox(text)
+    # Pillow types the box as floats (for fractional strokes); without a stroke it is ints.
+    left, top, right, bottom = cast(tuple[int, int, int, int], font.getbbox(text))
     pad = fsize // 2
     glyph = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
     ImageDraw.Draw(glyph).text((pad - left, pad - top), text, fill=255, font=font)
