@@ -1,8 +1,9 @@
-"""Child processes for the benchmark: a private Redis, uvicorn apps, Celery workers.
+"""Child processes for the benchmarks and the tests: Redis, uvicorn apps, Celery workers.
 
-Every process started here is registered with a ``Processes`` group, which stops them all
-(SIGTERM, then SIGKILL) however the run ends. Output goes to log files, never to our
-terminal, so the printed report stays readable.
+One harness for both: ``Proc`` is a child process with its output in a log file, never on
+our terminal (the printed report stays readable; a failing test shows the log). In the
+benchmark every process is registered with a ``Processes`` group, which stops them all
+(SIGTERM, then SIGKILL) however the run ends; the tests' fixtures stop their own.
 """
 
 from __future__ import annotations
@@ -63,6 +64,44 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def uvicorn_args(app: str, port: int, *options: str) -> list[str]:
+    """``uvicorn APP`` on loopback at ``port``; ``options``: more of uvicorn's flags."""
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", app, *host, *options]
+
+
+def celery_worker_args(app: str, name: str, concurrency: int, *options: str) -> list[str]:
+    """A Celery worker named ``name@<host>`` with ``concurrency`` prefork processes; no
+    gossip or mingle (nothing here needs them, and they slow every start)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "--hostname",
+        f"{name}@%h",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+        *options,
+    ]
+
+
+def answers_health(base: str) -> bool:
+    """``GET /health`` answers 200."""
+    try:
+        return httpx.get(base + "/health", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass
 class Proc:
     name: str
@@ -87,15 +126,23 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen is None or not self.alive():
-            return
-        self.popen.send_signal(signal.SIGTERM)
+    def send(self, sig: int) -> None:
+        if self.popen is not None and self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        """Send ``sig`` (SIGTERM: a clean stop), wait, kill past ``timeout``; the exit code."""
+        if self.popen is None:
+            return None
+        self.send(sig)
         try:
-            self.popen.wait(timeout=timeout)
+            return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.popen.kill()
-            self.popen.wait()
+            return self.popen.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def tail(self, chars: int = 3000) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -163,33 +210,13 @@ class Processes:
 
     def uvicorn(self, name: str, app: str, **env: str) -> tuple[Proc, str]:
         port = free_port()
-        proc = self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                app,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "5",
-                "--backlog",
-                "4096",
-            ],
-            **env,
-        )
+        options = ["--no-access-log", "--timeout-graceful-shutdown", "5", "--backlog", "4096"]
+        proc = self.spawn(name, uvicorn_args(app, port, *options), **env)
         base = f"http://127.0.0.1:{port}"
 
         def healthy() -> bool:
             proc.require_alive()
-            try:
-                return httpx.get(base + "/health", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
+            return answers_health(base)
 
         wait_until(healthy, 60, name)
         return proc, base
@@ -197,30 +224,8 @@ class Processes:
     def celery_worker(
         self, name: str, app: str, concurrency: int, ready_marker: bytes, **env: str
     ) -> Proc:
-        proc = self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                app,
-                "worker",
-                "--hostname",
-                f"{name}@%h",
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            stop_rank=1,
-            **env,
-        )
+        args = celery_worker_args(app, name, concurrency, "--without-heartbeat")
+        proc = self.spawn(name, args, stop_rank=1, **env)
 
         def ready() -> bool:
             proc.require_alive()

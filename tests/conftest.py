@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from bench.procs import free_port, redis_server_args, wait_until
+from bench.procs import Proc, free_port, redis_server_args, wait_until
 from shared import model as model_store
 from shared.mnist import FILES, load_split
 from shared.settings import Settings
@@ -36,49 +35,10 @@ SMALL_TRAIN_IMAGES = 6000
 
 
 @dataclass
-class Process:
-    """A child process with its output in a log file (shown when a test fails)."""
-
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def send(self, sig: int) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None:
-            return None
-        self.send(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@dataclass
 class RedisServer:
     url: str
     port: int
-    process: Process | None = None  # None: the machine's shared server
+    process: Proc | None = None  # None: the machine's shared server
     made_keys_only: bool = False
 
     def client(self) -> redis.Redis:
@@ -123,7 +83,7 @@ def start_private_redis(
     folder.mkdir(parents=True, exist_ok=True)
     if password is not None:
         options = (*options, "--requirepass", password, "--masterauth", password)
-    process = Process(
+    process = Proc(
         f"redis-{port}",
         redis_server_args(binary, port, folder, *options),
         dict(os.environ),

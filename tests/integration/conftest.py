@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,16 @@ import httpx
 import pytest
 import redis
 
-from bench.procs import free_port, wait_until
+from bench.procs import (
+    Proc,
+    answers_health,
+    celery_worker_args,
+    free_port,
+    uvicorn_args,
+    wait_until,
+)
 from tests.conftest import (
     SMALL_TRAIN_IMAGES,
-    Process,
     RedisServer,
     start_private_redis,
 )
@@ -35,7 +40,7 @@ class Stack:
     model_path: Path
     data_dir: Path
     folder: Path
-    processes: list[Process] = field(default_factory=list)
+    processes: list[Proc] = field(default_factory=list)
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -57,26 +62,10 @@ class Stack:
         faults: bool = False,
         wait: bool = True,
         **overrides: str,
-    ) -> Process:
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--hostname",
-            f"{name}@%h",
-            "--concurrency",
-            str(concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        if faults:
-            args += ["--include", "tests.integration.faults"]
-        process = Process(
+    ) -> Proc:
+        extra = ["--include", "tests.integration.faults"] if faults else []
+        args = celery_worker_args("worker.celery_app", name, concurrency, *extra)
+        process = Proc(
             f"worker-{name}", args, self.env(**overrides), self.folder / f"worker-{name}.log"
         ).start()
         self.processes.append(process)
@@ -85,7 +74,7 @@ class Stack:
         return process
 
     @staticmethod
-    def wait_ready(process: Process, timeout: float = 60) -> None:
+    def wait_ready(process: Proc, timeout: float = 60) -> None:
         wait_until(
             lambda: b" ready." in process.log_path.read_bytes() or not process.alive(),
             timeout,
@@ -93,38 +82,18 @@ class Stack:
         )
         assert process.alive(), process.log()
 
-    def api(self, **overrides: str) -> tuple[Process, str]:
+    def api(self, **overrides: str) -> tuple[Proc, str]:
         port = free_port()
         processes = overrides.pop("API_PROCESSES", "1")
-        process = Process(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--timeout-graceful-shutdown",
-                "10",
-                "--workers",
-                processes,
-            ],
-            self.env(**overrides),
-            self.folder / f"api-{port}.log",
-        ).start()
+        args = uvicorn_args(
+            "api.main:app", port, "--timeout-graceful-shutdown", "10", "--workers", processes
+        )
+        process = Proc("api", args, self.env(**overrides), self.folder / f"api-{port}.log")
+        process.start()
         self.processes.append(process)
         base = f"http://127.0.0.1:{port}"
 
-        def healthy() -> bool:
-            try:
-                return httpx.get(base + "/health", timeout=0.5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(lambda: healthy() or not process.alive(), 30, "api")
+        wait_until(lambda: answers_health(base) or not process.alive(), 30, "api")
         assert process.alive(), process.log()
         return process, base
 
@@ -177,7 +146,7 @@ class SentinelGroup:
 
     master: RedisServer
     replica: RedisServer
-    sentinels: list[Process]
+    sentinels: list[Proc]
     ports: list[int]
 
     @property
@@ -254,7 +223,7 @@ def start_sentinel_group(folder: Path, password: str) -> SentinelGroup:
         )
         args = [binary, str(conf), "--sentinel"]
         log_path = folder / f"sentinel-{index}.log"
-        sentinels.append(Process(f"sentinel-{index}", args, dict(os.environ), log_path).start())
+        sentinels.append(Proc(f"sentinel-{index}", args, dict(os.environ), log_path).start())
     group = SentinelGroup(master, replica, sentinels, ports)
     try:
         wait_until(lambda: all(_sentinel_ready(port) for port in ports), 30, "3 Sentinels")

@@ -20,7 +20,7 @@ from PIL.PngImagePlugin import PngInfo
 from shared.queue import ATTEMPTS_KEY_PREFIX, JOB_KEY_PREFIX
 from tests.images import png
 from tests.integration.conftest import (
-    Process,
+    Proc,
     RedisServer,
     Stack,
     job,
@@ -52,7 +52,7 @@ def deliveries(client: redis.Redis, task_id: str) -> int:
     return int(client.get(ATTEMPTS_KEY_PREFIX + task_id) or 0)
 
 
-def finished_by(process: Process, task_id: str) -> list[int]:
+def finished_by(process: Proc, task_id: str) -> list[int]:
     """The attempts at ``task_id`` that ``process`` logged as done."""
     attempts = []
     for line in process.log().splitlines():
@@ -90,7 +90,7 @@ def test_sigkill_of_a_busy_worker_loses_no_job(stack: Stack, mnist) -> None:
         lambda: all(deliveries(client, t) for t in slow_tasks), 20, "both slow tasks to start"
     )
     victim.send(signal.SIGKILL)  # it holds a task it will never ack
-    victim.proc.wait()
+    victim.popen.wait()
     job_ids += slow_jobs + [submit(base, png(images[i])) for i in picks[102:]]
 
     done = wait_all_done(base, job_ids, timeout=90)
@@ -134,7 +134,7 @@ def test_sigterm_lets_a_busy_worker_finish_its_task(stack: Stack, digits) -> Non
     slow = submit(base, faulty_png(digits[9], "slow"))
     wait_until(lambda: job(base, slow)["status"] == "running", 10, "the slow job to start")
     worker.send(signal.SIGTERM)
-    assert worker.proc.wait(timeout=30) == 0
+    assert worker.popen.wait(timeout=30) == 0
     final = job(base, slow)
     assert final["status"] == "succeeded"
     assert final["result"]["prediction"] == "9"
@@ -259,5 +259,5 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(stack: Stack, digits) ->
     assert answer["status"] == 200
     assert answer["body"]["prediction"] == "8"
     # uvicorn re-raises the signal once its graceful shutdown is complete.
-    assert api.proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert api.popen.wait(timeout=15) in (0, -signal.SIGTERM)
     assert "Finished server process" in api.log()

@@ -32,7 +32,7 @@ from tests.hostile import (
     multipart,
     plain_png,
 )
-from tests.integration.conftest import Process, Stack, wait_until
+from tests.integration.conftest import Proc, Stack, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,16 +40,16 @@ CORPUS_DIGIT = 7
 MAX_RSS_GROWTH_BYTES = 30 * 1024 * 1024
 
 
-def rss_bytes(process: Process) -> int:
-    assert process.proc is not None
-    for line in Path(f"/proc/{process.proc.pid}/status").read_text().splitlines():
+def rss_bytes(process: Proc) -> int:
+    assert process.popen is not None
+    for line in Path(f"/proc/{process.popen.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS line")
 
 
 @pytest.fixture(scope="module")
-def live(stack: Stack) -> tuple[Process, Process, str]:
+def live(stack: Stack) -> tuple[Proc, Proc, str]:
     queue = f"hostile-{uuid.uuid4().hex[:8]}"
     worker = stack.worker("hostile", QUEUE_NAME=queue)
     api, base = stack.api(QUEUE_NAME=queue, SYNC_TIMEOUT_SECONDS="20")
@@ -57,7 +57,7 @@ def live(stack: Stack) -> tuple[Process, Process, str]:
 
 
 @pytest.fixture(scope="module")
-def http(live: tuple[Process, Process, str]) -> Iterator[httpx.Client]:
+def http(live: tuple[Proc, Proc, str]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live[2], timeout=30) as client:
         yield client
 
@@ -113,7 +113,7 @@ def _lying_upload(base: str, declared: int) -> bytes:
 
 
 def test_twenty_mb_uploads_keep_the_api_flat(
-    live: tuple[Process, Process, str], http: httpx.Client
+    live: tuple[Proc, Proc, str], http: httpx.Client
 ) -> None:
     api, _, base = live
     data = b"\x89PNG\r\n\x1a\n" + bytes(TWENTY_MB)
@@ -153,7 +153,7 @@ def test_twenty_mb_uploads_keep_the_api_flat(
 
 
 def test_a_hostile_name_creates_no_file(
-    live: tuple[Process, Process, str], http: httpx.Client, corpus_digit: Digit, stack: Stack
+    live: tuple[Proc, Proc, str], http: httpx.Client, corpus_digit: Digit, stack: Stack
 ) -> None:
     started = time.time()
     request = BY_NAME["path_traversal_name"].build(corpus_digit)
@@ -167,7 +167,7 @@ def test_a_hostile_name_creates_no_file(
 
 
 def test_the_service_stays_up_after_the_corpus(
-    live: tuple[Process, Process, str], http: httpx.Client, corpus_digit: Digit
+    live: tuple[Proc, Proc, str], http: httpx.Client, corpus_digit: Digit
 ) -> None:
     api, worker, _ = live
     response = http.post(PREDICT, files={"file": ("d.png", plain_png(corpus_digit))})

@@ -17,7 +17,7 @@ from api.messages import MessageFactory
 from shared.queue import make_celery, result_key_prefix
 from shared.settings import Settings
 from tests.images import png
-from tests.integration.conftest import Process, RedisServer, Stack, free_port, wait_until
+from tests.integration.conftest import Proc, RedisServer, Stack, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def start_redis_with_password(folder: Path) -> RedisServer:
     folder.mkdir(parents=True, exist_ok=True)
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD]
     args += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-    process = Process("redis-auth", args, {}, folder / "redis.log")
+    process = Proc("redis-auth", args, {}, folder / "redis.log")
     server = RedisServer(f"redis://:{PASSWORD}@127.0.0.1:{port}/0", port, process)
     server.start()
     return server
