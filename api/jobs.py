@@ -166,9 +166,12 @@ class JobQueue:
         all of them are answered within about ``timeout`` seconds."""
         task_ids = list(dict.fromkeys(ref.task_id for ref in refs))
         try:
-            metas = await asyncio.gather(
-                *(self.listener.wait(task_id, timeout) for task_id in task_ids)
-            )
+            if len(task_ids) == 1:  # every sync request: no gather (a task more) needed
+                metas = [await self.listener.wait(task_ids[0], timeout)]
+            else:
+                metas = await asyncio.gather(
+                    *(self.listener.wait(task_id, timeout) for task_id in task_ids)
+                )
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable() from exc
         by_task = dict(zip(task_ids, metas, strict=True))
