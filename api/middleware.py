@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logs import request_id_var
@@ -22,6 +23,23 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 RequestObserver = Callable[[str, str, int, float], None]
+
+
+def route_label(scope: Scope, root_path: str) -> str:
+    """The route template a request matched, for metric labels (never the raw path, whose
+    ids would make a label per request); ``unmatched`` for a 404. ``root_path``: the
+    scope's before routing (a mount changes it)."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    # Starlette's own routes and mounts (the docs, the OpenAPI schema, /static) do not put
+    # themselves in the scope as FastAPI's do: find the one that matches.
+    probe = {**scope, "root_path": root_path}
+    for route in getattr(scope.get("app"), "routes", ()):
+        match, _ = route.matches(probe)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "unmatched") or "unmatched")
+    return "unmatched"
 
 
 class RequestContextMiddleware:
@@ -38,6 +56,7 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_code = 500
+        root_path = scope.get("root_path", "")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status_code
@@ -51,8 +70,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = route_label(scope, root_path)
             for observe in self.observers:
                 observe(scope["method"], path, status_code, seconds)
             log.info(

@@ -82,3 +82,17 @@ def test_probes_when_redis_is_down() -> None:
         assert time.monotonic() - started < 1.5
         assert client.get("/model").status_code == 503
         assert client.get("/metrics").status_code == 200  # scraping never breaks
+
+
+def test_metrics_label_the_docs_schema_and_static_files_by_their_route(
+    client: TestClient,
+) -> None:
+    for path in ("/docs", "/openapi.json", "/static/app.js", "/no-such-page"):
+        client.get(path)
+    routes = {
+        sample.labels["route"]
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "mnist_http_requests_total"
+    }
+    assert {"/docs", "/openapi.json", "/static", "unmatched"} <= routes
