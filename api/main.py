@@ -11,9 +11,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.deps import reject_unknown_query
 from api.errors import install_error_handlers
 from api.job_store import JobStore
 from api.jobs import JobQueue
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         version="1.0.0",
         description="Upload an image of a handwritten digit; a Celery worker tells which it is.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.settings = settings
     app.state.metrics = Metrics()

@@ -87,6 +87,12 @@ class MalformedRequest(InvalidInput):
     default_detail = "Send the image as multipart/form-data in a field named 'file'."
 
 
+class UnknownQueryOption(ServiceError):
+    status_code = 422
+    code = "unknown_query_option"
+    default_detail = "Unknown query option."
+
+
 class UnsupportedImageFormat(ServiceError):
     status_code = 415
     code = "unsupported_image_format"

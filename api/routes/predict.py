@@ -57,7 +57,10 @@ SINGLE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Empty upload, not an image, corrupt image, or malformed multipart body."),
     413: _error("Upload or image too large."),
     415: _error("An image format other than PNG or JPEG."),
-    422: _error("No 'file' field or several, not multipart, bad query, or no digit found."),
+    422: _error(
+        "No 'file' field or several, not multipart, a bad or unknown query option, or no "
+        "digit found."
+    ),
     500: _error("The job failed on the worker (it crashed the worker, or the answer was bad)."),
     503: BUSY,
 }
@@ -65,7 +68,7 @@ SINGLE_ERRORS: dict[int | str, dict[str, Any]] = {
 BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("Malformed multipart body."),
     413: _error("A file too large, or too many files."),
-    422: _error("No 'file' field, or not multipart."),
+    422: _error("No 'file' field, not multipart, or an unknown query option."),
     503: BUSY,
 }
 
@@ -126,7 +129,12 @@ async def predict_mnist(
     openapi_extra=_multipart_body(many=True),
 )
 async def predict_mnist_batch(
-    request: Request, jobs: JobsDep, settings: SettingsDep
+    request: Request,
+    jobs: JobsDep,
+    settings: SettingsDep,
+    include_input: Annotated[
+        bool, Query(description="Add to each answer the 28x28 image the model saw.")
+    ] = False,
 ) -> BatchResponse:
     """Answers in the order of the ``file`` parts; a bad image fails only its own entry."""
     uploads = await read_uploads(request, settings.max_upload_bytes, settings.max_batch_files)
@@ -139,7 +147,7 @@ async def predict_mnist_batch(
         except ServiceError as exc:
             results[position] = _failed(upload.filename, exc)
     if valid:
-        refs = await jobs.submit_many([uploads[i].data for i in valid])
+        refs = await jobs.submit_many([uploads[i].data for i in valid], want_input=include_input)
         # One wait for the whole task: the batch answers within about one timeout.
         answers = await jobs.wait_all(refs, settings.sync_timeout_seconds)
         for position, answer in zip(valid, answers, strict=True):
