@@ -15,7 +15,7 @@ import fakeredis
 from celery import Celery
 from redis.asyncio import Redis
 
-from shared.queue import WORKER_KEY_PREFIX
+from shared.queue import WORKER_KEY_PREFIX, WORKERS_KEY
 from shared.schemas import TASK_PREDICT
 from shared.settings import Settings
 
@@ -46,5 +46,7 @@ def embedded_queue(settings: Settings) -> tuple[Celery, Redis]:
     model = tasks.get_model(settings)
     # The API process is this mode's only worker: it announces itself like one, for good.
     record = worker_record(model, hostname="embedded")
-    fakeredis.FakeRedis(server=server).set(WORKER_KEY_PREFIX + "embedded", json.dumps(record))
+    store = fakeredis.FakeRedis(server=server)
+    store.set(WORKER_KEY_PREFIX + "embedded", json.dumps(record))
+    store.sadd(WORKERS_KEY, "embedded")
     return celery_app, fakeredis.FakeAsyncRedis(server=server)

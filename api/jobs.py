@@ -128,9 +128,10 @@ class JobQueue:
             await self.publisher.enqueue(
                 task_id, {ref.job_id: ref.record for ref in refs}, kwargs, summary
             )
-        except ServiceError as exc:
+        except BaseException as exc:  # cancelled or failed: nobody will wait for it
             self.listener.forget(task_id)
-            self.metrics.rejected.labels(exc.code).inc(len(uploads))
+            if isinstance(exc, ServiceError):
+                self.metrics.rejected.labels(exc.code).inc(len(uploads))
             raise
         self.metrics.batch_size.observe(len(uploads))
         # The task holds its batcher slot until its result arrives (or the wait gives up).

@@ -10,9 +10,10 @@ Memory: Redis runs with ``noeviction``, so at its limit it refuses every write, 
 results included, and accepted jobs would stall. The script refuses new jobs earlier, at
 ``REDIS_MEMORY_HIGH_WATER`` of ``maxmemory``, keeping the rest for the jobs already accepted.
 
-Replicas: with ``REDIS_MIN_REPLICAS`` the script and a ``WAIT`` go in one pipeline (``WAIT``
-counts the writes of its own connection), so a job is on that many replicas before the API
-answers for it, and a failover cannot lose it.
+Replicas: with ``REDIS_MIN_REPLICAS`` the script first refuses, writing nothing, while fewer
+replicas are connected (after a failover that leaves none, say), and then it and a ``WAIT``
+go in one pipeline (``WAIT`` counts the writes of its own connection), so a job is on that
+many replicas before the API answers for it, and a failover cannot lose it.
 
 The message is Celery's task protocol 2 exactly as kombu's Redis transport stores it,
 built by Celery and kombu themselves (``api/messages.py``), pushed on the list named
@@ -37,12 +38,19 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from api.messages import MessageFactory
-from shared.errors import BrokerUnavailable, QueueFull, QueueOutOfMemory, ReplicationTimeout
+from shared.errors import (
+    BrokerUnavailable,
+    QueueFull,
+    QueueOutOfMemory,
+    ReplicasUnavailable,
+    ReplicationTimeout,
+)
 from shared.queue import JOB_KEY_PREFIX
 from shared.schemas import TASK_PREDICT
 
 # KEYS: the queue, then one key per job. ARGV: max depth, ttl, message, memory high water
-# (a share of maxmemory), then the job values. Returns the depth, or -1 (full) / -2 (memory).
+# (a share of maxmemory), replicas required, then the job values. Returns the depth, or
+# -1 (queue full), -2 (memory), -3 (too few replicas connected): then nothing is written.
 ENQUEUE_SCRIPT = """
 local depth = redis.call('LLEN', KEYS[1])
 if depth >= tonumber(ARGV[1]) then return -1 end
@@ -55,14 +63,20 @@ if high_water < 1 then
     if used + 2 * string.len(ARGV[3]) > limit * high_water then return -2 end
   end
 end
+local replicas = tonumber(ARGV[5])
+if replicas > 0 then
+  local info = redis.call('INFO', 'replication')
+  if tonumber(string.match(info, 'connected_slaves:(%d+)') or 0) < replicas then return -3 end
+end
 for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[2])
+  redis.call('SET', KEYS[i], ARGV[i + 4], 'EX', ARGV[2])
 end
 redis.call('LPUSH', KEYS[1], ARGV[3])
 return depth
 """
 QUEUE_FULL = -1
 OUT_OF_MEMORY = -2
+TOO_FEW_REPLICAS = -3
 
 
 def origin() -> str:
@@ -107,6 +121,7 @@ class RedisTaskPublisher:
             rules.ttl_seconds,
             self.messages.build(task_id, kwargs, summary),
             rules.memory_high_water,
+            rules.min_replicas,
             *jobs.values(),
         ]
         replicas = None
@@ -123,6 +138,8 @@ class RedisTaskPublisher:
             raise QueueFull()
         if int(depth) == OUT_OF_MEMORY:
             raise QueueOutOfMemory()
+        if int(depth) == TOO_FEW_REPLICAS:
+            raise ReplicasUnavailable()
         if replicas is not None and int(replicas) < rules.min_replicas:
             raise ReplicationTimeout()
 

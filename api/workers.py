@@ -1,7 +1,8 @@
 """What the API knows of the workers and of Redis: heartbeats, queue depth, reachability.
 
-Each live worker keeps ``mnist:worker:<hostname>`` fresh (``worker/heartbeat.py``); the
-readiness probe, ``GET /model``, the metrics and the micro-batcher's capacity read them here.
+Each live worker keeps ``mnist:worker:<hostname>`` fresh and its name in the set
+``mnist:workers`` (``worker/heartbeat.py``); the readiness probe, ``GET /model``, the metrics
+and the micro-batcher's capacity read them here, with no scan of the keyspace.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from redis.exceptions import RedisError
 
 from api.results import parse_meta
 from shared.errors import BrokerUnavailable
-from shared.queue import WORKER_KEY_PREFIX
+from shared.queue import WORKER_KEY_PREFIX, WORKERS_KEY
 
 
 class WorkerDirectory:
@@ -24,12 +25,18 @@ class WorkerDirectory:
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers' self-descriptions, sorted by hostname."""
         try:
-            keys = [key async for key in self.redis.scan_iter(match=WORKER_KEY_PREFIX + "*")]
-            values = await self.redis.mget(keys) if keys else []
+            names = sorted(
+                n.decode() if isinstance(n, bytes) else str(n)
+                for n in await self.redis.smembers(WORKERS_KEY)
+            )
+            values = await self.redis.mget([WORKER_KEY_PREFIX + n for n in names]) if names else []
+            gone = [name for name, value in zip(names, values, strict=True) if value is None]
+            if gone:  # a worker that died without saying so: its key expired
+                await self.redis.srem(WORKERS_KEY, *gone)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable() from exc
         records = [parse_meta(value) for value in values]
-        return sorted((r for r in records if r), key=lambda r: str(r.get("hostname")))
+        return [r for r in records if r]
 
     async def processes(self) -> int:
         """The live workers' pool processes, summed."""

@@ -21,19 +21,36 @@ cp /etc/mnist/redis.conf "$conf"
 } >>"$conf"
 chmod 600 "$conf"
 
-master=""
-if [ -n "${REDIS_SENTINELS:-}" ]; then
-  # Sentinels answer with hostnames (announce-hostnames): each node announces its own.
-  printf 'replica-announce-ip %s\n' "${REDIS_ANNOUNCE_HOST:?set REDIS_ANNOUNCE_HOST}" >>"$conf"
+ask_sentinels() {
   for sentinel in $(echo "$REDIS_SENTINELS" | tr ',' ' '); do
     answer=$(redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
       SENTINEL get-master-addr-by-name "${REDIS_MASTER_NAME:-mnist}" 2>/dev/null | head -n 1) || true
     if [ -n "$answer" ]; then
-      master=$answer
-      break
+      echo "$answer"
+      return 0
     fi
   done
-  [ -n "$master" ] || master=${REDIS_REPLICA_OF:-}
+  return 1
+}
+
+master=""
+if [ -n "${REDIS_SENTINELS:-}" ]; then
+  # Sentinels answer with hostnames (announce-hostnames): each node announces its own.
+  printf 'replica-announce-ip %s\n' "${REDIS_ANNOUNCE_HOST:?set REDIS_ANNOUNCE_HOST}" >>"$conf"
+  # A node with data of its own may have been (or may be) the master since a failover: it
+  # waits for the Sentinels (they may be starting too) rather than guess its role from the
+  # compose file. A fresh node has nothing to lose, and the Sentinels wait for it.
+  tries=1
+  if [ -d /data/appendonlydir ]; then tries=${REDIS_SENTINEL_WAIT_SECONDS:-30}; fi
+  while [ "$tries" -gt 0 ]; do
+    if master=$(ask_sentinels); then break; fi
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] && sleep 1
+  done
+  if [ -z "$master" ]; then
+    echo "redis-start: no Sentinel answered; starting in the role the compose file gives"
+    master=${REDIS_REPLICA_OF:-}
+  fi
 fi
 if [ -n "$master" ] && [ "$master" != "${REDIS_ANNOUNCE_HOST:-}" ]; then
   echo "redis-start: starting as a replica of $master"

@@ -160,6 +160,15 @@ class QueueOutOfMemory(ServiceUnavailable):
     default_detail = "The job queue is out of memory; try again shortly."
 
 
+class ReplicasUnavailable(ServiceUnavailable):
+    """Fewer than ``REDIS_MIN_REPLICAS`` replicas are connected: the job was not written."""
+
+    code = "replicas_unavailable"
+    default_detail = (
+        "Too few replicas of the job queue are connected to keep the job safe; try again shortly."
+    )
+
+
 class ReplicationTimeout(ServiceUnavailable):
     """The job was written, but not confirmed by ``REDIS_MIN_REPLICAS`` replicas in time.
 

@@ -60,10 +60,11 @@ def describe(settings: Settings) -> str:
 
 
 def _timeouts(settings: Settings) -> dict[str, Any]:
-    return {
-        "socket_connect_timeout": settings.redis_timeout_seconds,
-        "socket_timeout": settings.redis_timeout_seconds * 2,
-    }
+    # A read must outlast the longest WAIT for replicas, or the wait ends as a lost connection.
+    read = settings.redis_timeout_seconds * 2
+    if settings.redis_min_replicas:
+        read = max(read, settings.redis_replica_timeout_seconds + settings.redis_timeout_seconds)
+    return {"socket_connect_timeout": settings.redis_timeout_seconds, "socket_timeout": read}
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:

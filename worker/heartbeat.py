@@ -18,7 +18,12 @@ from typing import Any
 import redis
 
 from shared.model import Model
-from shared.queue import WORKER_HEARTBEAT_SECONDS, WORKER_KEY_PREFIX, WORKER_KEY_TTL_SECONDS
+from shared.queue import (
+    WORKER_HEARTBEAT_SECONDS,
+    WORKER_KEY_PREFIX,
+    WORKER_KEY_TTL_SECONDS,
+    WORKERS_KEY,
+)
 
 log = logging.getLogger("worker.heartbeat")
 
@@ -73,11 +78,20 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
         with contextlib.suppress(redis.RedisError, OSError):
-            self.client.delete(self.key)  # gone at once, not after the TTL
+            # Gone at once, not after the TTL.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self.key)
+            pipe.srem(WORKERS_KEY, self.hostname)
+            pipe.execute()
 
     def beat(self) -> None:
         record = json.dumps(worker_record(self.model, self.hostname, self.concurrency))
-        self.client.set(self.key, record, ex=WORKER_KEY_TTL_SECONDS)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.key, record, ex=WORKER_KEY_TTL_SECONDS)
+        # The set of names expires too, once no worker refreshes it.
+        pipe.sadd(WORKERS_KEY, self.hostname)
+        pipe.expire(WORKERS_KEY, WORKER_KEY_TTL_SECONDS)
+        pipe.execute()
 
     def _run(self) -> None:
         failing = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import redis.asyncio
 
 from api.messages import MessageFactory
 from api.publisher import Admission, RedisTaskPublisher
-from shared.errors import QueueFull, QueueOutOfMemory, ReplicationTimeout
+from bench.procs import wait_until
+from shared.errors import QueueFull, QueueOutOfMemory, ReplicasUnavailable, ReplicationTimeout
 from shared.queue import JOB_KEY_PREFIX, make_celery
 from shared.settings import Settings
 from tests.conftest import RedisServer, start_private_redis
@@ -81,12 +83,31 @@ def test_over_maxmemory_redis_own_refusal_is_a_503_too(clean: RedisServer) -> No
     assert stored(clean) == (0, [])
 
 
-def test_without_the_replicas_it_asks_for_a_job_is_refused_yet_queued(
+def test_without_the_replicas_it_asks_for_a_job_is_refused_and_not_written(
     clean: RedisServer,
 ) -> None:
     rules = Admission(max_depth=10, ttl_seconds=60, min_replicas=1, replica_timeout_ms=50)
-    with pytest.raises(ReplicationTimeout):
+    with pytest.raises(ReplicasUnavailable):
         enqueue(clean, rules)
+    assert stored(clean) == (0, [])
+
+
+def test_a_replica_too_slow_to_confirm_is_a_503_yet_the_job_is_queued(
+    clean: RedisServer, tmp_path: Path
+) -> None:
+    replica = start_private_redis(
+        tmp_path / "replica", None, "--replicaof", "127.0.0.1", str(clean.port)
+    )
+    assert replica is not None and replica.process is not None
+    rules = Admission(max_depth=10, ttl_seconds=60, min_replicas=1, replica_timeout_ms=100)
+    wait_until(lambda: clean.client().info("replication")["connected_slaves"] == 1, 10, "sync")
+    replica.process.send(signal.SIGSTOP)  # connected, but it confirms nothing
+    try:
+        with pytest.raises(ReplicationTimeout):
+            enqueue(clean, rules)
+    finally:
+        replica.process.send(signal.SIGCONT)
+        replica.stop()
     # At least once: the client was told 503, but the job is in the queue and will run.
     assert stored(clean) == (1, [JOB_KEY_PREFIX.encode() + b"job-1"])
 
