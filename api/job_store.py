@@ -6,8 +6,6 @@ The records are written by the publisher, in the same atomic step that queues th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -19,9 +17,9 @@ from shared.schemas import JobState, JobStatus, PredictionResponse
 
 
 class JobStore:
-    def __init__(self, redis: Redis, result_key: Callable[[str], str]) -> None:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
         self.redis = redis
-        self.result_key = result_key  # the result backend's key of a task id
+        self.key_prefix = key_prefix  # result key = key_prefix + task id (as the listener's)
 
     async def status(self, job_id: str) -> JobStatus:
         try:
@@ -31,7 +29,7 @@ class JobStore:
             text = record.decode() if isinstance(record, bytes) else str(record)
             ref = JobRef.from_record(job_id, text)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(self.result_key(ref.task_id))
+                pipe.get(self.key_prefix + ref.task_id)
                 pipe.exists(ATTEMPTS_KEY_PREFIX + ref.task_id)
                 raw_meta, started = await pipe.execute()
         except (RedisError, OSError) as exc:

@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         listener.start()
         workers = WorkerDirectory(redis, settings.queue_name)
         app.state.workers = workers
-        app.state.store = JobStore(redis, lambda task_id: key_prefix + task_id)
+        app.state.store = JobStore(redis, key_prefix)
         app.state.jobs = JobQueue(settings, publisher, listener, workers, app.state.metrics)
         app.state.jobs.start()
         log.info(

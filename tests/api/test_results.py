@@ -105,7 +105,7 @@ def test_the_job_store_reads_queued_running_and_done_jobs(private_redis: RedisSe
 
     async def statuses() -> list[Any]:
         redis_client = redis.asyncio.Redis.from_url(private_redis.url)
-        store = JobStore(redis_client, lambda task_id: PREFIX + task_id)
+        store = JobStore(redis_client, PREFIX)
         try:
             found = [await store.status(job) for job in ("j-queued", "j-running", "j-done")]
             try:
