@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,8 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
         "test_accuracy": accuracy,
         "test_ece": ece,
         "training_seconds": round(seconds, 1),
+        # the whole process's peak (Linux reports KiB): what training needs of the machine
+        "training_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     report(
         f"train: test accuracy {accuracy:.4f}, ECE {ece:.4f}, "

@@ -23,7 +23,16 @@ def test_evaluate_reports_and_plots(
     try:
         assert (
             evaluate.main(
-                ["--per-set", "20", "--plots", str(tmp_path), "--json", str(tmp_path / "r.json")]
+                [
+                    "--per-set",
+                    "20",
+                    "--handwriting",
+                    "10",
+                    "--plots",
+                    str(tmp_path),
+                    "--json",
+                    str(tmp_path / "r.json"),
+                ]
             )
             == 0
         )
@@ -38,10 +47,41 @@ def test_evaluate_reports_and_plots(
     assert set(report["real_world"]) == {"photo", "canvas", "large", "typed"}
     assert all(row["images"] == 20 for row in report["real_world"].values())
     assert report["latency_ms_per_image"]["median"] > 0
+    assert report["batch_images_per_second"] > 0
+    png = report["mnist_as_png"]
+    assert png["images"] == 10_000
+    assert png["same_answers"] > 9_900  # decode + normalise keeps MNIST as it is
+    assert abs(png["accuracy"] - report["accuracy"]) < 0.01
+    for part in ("dev", "test"):
+        sets = report["handwriting"][part]
+        assert set(sets) == {"styles", "lowres", "fonts", "uci"}
+        assert sets["styles"]["images"] == 10
+        assert sets["uci"]["images"] in (898, 899)
+        assert all(0.5 < row["accuracy"] <= 1.0 for row in sets.values())
+    assert report["training"]["train_images"] > 0
     for name in ("confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 5_000
     assert "confusion matrix" in out
     assert "real-world sets" in out
+    assert "handwriting MNIST under-represents" in out
+
+
+def test_evaluate_writes_no_plots_unless_asked(
+    small_model_path: Path, mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("MODEL_PATH", str(small_model_path))
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    monkeypatch.chdir(tmp_path)
+    written = []
+    monkeypatch.setattr(evaluate, "plot", lambda *args: written.append(args) or [])
+    get_settings.cache_clear()
+    try:
+        assert evaluate.main(["--per-set", "2", "--handwriting", "2"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert written == []
+    assert list(tmp_path.iterdir()) == []
+    assert "wrote" not in capsys.readouterr().out
 
 
 def test_reliability_bins() -> None:
