@@ -7,6 +7,9 @@
 #   .venv      the service + the dev extra (pytest, ruff, mypy, playwright, ...): test, lint,
 #              bench, soak, evaluate
 # uv itself lives in a third, .tools, made with plain pip: a fresh machine needs only python3.
+# Why uv over pip-tools: one lock (with hashes) covers every extra at once, so a version is
+# never resolved twice; each image exports its own subset of it; and `uv sync` makes a venv
+# exactly the lock's subset, removing whatever else is there.
 # Adding a dependency: one line in pyproject.toml, then `make lock`, commit both files.
 PYTHON ?= python3
 VENV ?= .venv
