@@ -49,7 +49,7 @@ def browser() -> Iterator[Browser]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
+        _unavailable("playwright is not installed (the dev extra: make test installs it)")
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)")
     with sync_playwright() as playwright:

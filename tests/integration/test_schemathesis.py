@@ -35,7 +35,7 @@ TIME_LIMIT_SECONDS = 120  # a hung run fails instead of stalling the suite
 def schemathesis_cli() -> str:
     found = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.fail("schemathesis is not installed (requirements-dev.txt)")
+        pytest.fail("schemathesis is not installed (the dev extra: make test installs it)")
     return found
 
 
