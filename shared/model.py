@@ -29,6 +29,7 @@ import sklearn
 from filelock import FileLock
 
 from shared import features
+from shared.augment import augment
 from shared.errors import ModelIntegrityError, ModelUnavailable
 from shared.mnist import dataset_checksums, load_split
 from shared.settings import Settings
@@ -183,6 +184,11 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
     holdout = max(len(y_all) // 12, 50)
     x_fit, y_fit = x_all[order[holdout:]], y_all[order[holdout:]]
     x_cal, y_cal = x_all[order[:holdout]], y_all[order[:holdout]]
+    originals = len(y_fit)
+    with _stage(f"augmenting {originals} training images", report):
+        x_new, y_new = augment(train_split.images[order[holdout:]], y_fit, settings.train_seed)
+        x_fit, y_fit = np.concatenate([x_fit, x_new]), np.concatenate([y_fit, y_new])
+        del x_new
 
     pipeline = features.build_pipeline(settings.train_seed)
     with _stage(f"fitting {features.describe(pipeline)} on {len(y_fit)} images", report):
@@ -206,6 +212,7 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
         "numpy_version": np.__version__,
         "seed": settings.train_seed,
         "train_images": len(y_fit),
+        "augmented_images": len(y_fit) - originals,
         "calibration_images": len(y_cal),
         "pipeline": features.describe(pipeline),
         "params": features.summary_params(pipeline),

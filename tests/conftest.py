@@ -170,10 +170,13 @@ def small_model_path(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def full_model_path(mnist_dir: Path) -> Path:
     """The real model (all 60,000 images), trained once and cached across test runs.
 
-    The cache file is named after the pipeline's source, so a change to the recipe trains
-    a new one; ``shared.model`` verifies it (sha256, scikit-learn version) on every load.
+    The cache file is named after the recipe's sources (the pipeline, the augmentation and
+    the normaliser it trains through), so a change to them trains a new one;
+    ``shared.model`` verifies it (sha256, scikit-learn version) on every load.
     """
-    recipe = hashlib.sha256((REPO / "shared" / "features.py").read_bytes()).hexdigest()[:12]
+    recipe_files = ("features.py", "augment.py", "normalize.py")
+    sources = b"".join((REPO / "shared" / name).read_bytes() for name in recipe_files)
+    recipe = hashlib.sha256(sources).hexdigest()[:12]
     path = Path.home() / ".cache" / "mnist-service" / f"test-full-model-{recipe}.joblib"
     settings = Settings(model_path=path, mnist_data_dir=mnist_dir, mnist_cache_dir=path.parent)
     model_store.ensure(settings, report=print)
