@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 LOCK_TIMEOUT_SECONDS = 60.0
+READABLE = 0o644
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as tmp:
         tmp.write(json.dumps(data, indent=2) + "\n")
+    os.chmod(tmp.name, READABLE)
     os.replace(tmp.name, path)
 
 
@@ -186,6 +188,7 @@ class ModelStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         staging = self.folder / f".incoming-{os.getpid()}.joblib"
         model_files.save(model, staging)  # fills in sha256 and size_bytes
+        staging.chmod(READABLE)  # workers may run as another user than the trainer
         version = model.version
         # Metadata first: a version's model file only appears once its record is there.
         os.replace(model_files.metadata_path(staging), self.folder / f"{version}.json")

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     except (redis.RedisError, OSError) as exc:
         print(f"health: Redis unreachable: {exc}", file=sys.stderr)
         return 1
-    state = f"alive ({alive} processes)" if alive else "has no heartbeat"
+    state = f"alive ({alive} process{'es' if alive > 1 else ''})" if alive else "has no heartbeat"
     print(f"health: {node} {state}", file=sys.stderr)
     return 0 if alive else 1
 

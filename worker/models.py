@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
                 after = store.activate(args.version)
     except (ServiceError, ValueError) as exc:
         detail = exc.detail if isinstance(exc, ServiceError) else str(exc)
-        print(f"models: {detail}; nothing changed.", file=sys.stderr)
+        print(f"models: {detail.rstrip('.')}; nothing changed.", file=sys.stderr)
         return EXIT_REFUSED
     print(
         f"models: serving {describe(after)} (was {describe(before)}); workers follow within "
