@@ -4,6 +4,7 @@ version within ``MODEL_RELOAD_SECONDS`` plus a few seconds of each switch."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -99,6 +100,13 @@ def ready(base: str) -> dict:
     return dict(response.json()) if response.status_code == 200 else {}
 
 
+def replace_pointer(store: ModelStore, text: str) -> None:
+    """As an operator's hand might, but whole: a worker never reads half a file."""
+    tmp = store.pointer_path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, store.pointer_path)
+
+
 def mine(body: dict) -> list[str]:
     return [w for w in body.get("workers", []) if w.startswith(NODE + "@")]
 
@@ -177,15 +185,13 @@ def test_roll_out_and_back_under_load_without_a_failed_request(
             refused = cli(stack, "worker.models", "activate", bad)
             assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
             pointer = store.pointer_path.read_text()
-            store.pointer_path.write_text(pointer.replace(served, bad))
-            wait_until(
-                lambda: worker.log().count("model version refused") >= 2, 30, "both refusals"
-            )
+            replace_pointer(store, pointer.replace(served, bad))
+            wait_until(lambda: worker.log().count(f'"refused": "{bad}"') == 2, 30, "both refusals")
             after = time.time()
             wait_until(lambda: len(load.since(after)) >= 30, 60, "answers after the refusal")
         finally:
             load.finish()
-        store.pointer_path.write_text(pointer)
+        replace_pointer(store, pointer)
 
         statuses = {a.status for a in load.answers}
         assert statuses == {200}, f"failed requests: {sorted(statuses)}"
