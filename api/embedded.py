@@ -47,6 +47,6 @@ def embedded_queue(settings: Settings) -> tuple[Celery, Redis]:
     # The API process is this mode's only worker: it announces itself like one, for good.
     record = worker_record(model, hostname="embedded")
     store = fakeredis.FakeRedis(server=server)
-    store.set(WORKER_KEY_PREFIX + "embedded", json.dumps(record))
-    store.sadd(WORKERS_KEY, "embedded")
+    store.set(WORKER_KEY_PREFIX + record["process"], json.dumps(record))
+    store.sadd(WORKERS_KEY, record["process"])
     return celery_app, fakeredis.FakeAsyncRedis(server=server)

@@ -77,6 +77,6 @@ def outcome(
         return JobState.failed, None, ItemError(**item["error"])
     answer = {key: value for key, value in item["prediction"].items() if value is not None}
     answer["job_id"] = ref.job_id
-    answer["model_version"] = result.get("model_version", "unknown")
+    answer["model_version"] = item.get("model_version") or result.get("model_version", "unknown")
     answer["worker"] = result.get("worker", "unknown")
     return JobState.succeeded, answer, None

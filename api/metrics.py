@@ -47,6 +47,12 @@ class Metrics:
         self.predictions = Counter(
             "mnist_predictions", "Predictions answered, by predicted digit.", ["digit"], registry=r
         )
+        self.predictions_by_model = Counter(
+            "mnist_model_predictions",
+            "Predictions answered, by the model version that made them.",
+            ["model_version"],
+            registry=r,
+        )
         self.prediction_errors = Counter(
             "mnist_prediction_errors",
             "Images the worker could not answer, by error code.",
@@ -91,7 +97,7 @@ class Metrics:
         )
         self.workers = Gauge(
             "mnist_workers",
-            "Workers with a live heartbeat (read at scrape time).",
+            "Worker processes with a live heartbeat (read at scrape time).",
             multiprocess_mode="mostrecent",
             registry=r,
         )
@@ -112,9 +118,11 @@ class Metrics:
             self.queue_wait_seconds.observe(max(0.0, timings["queue_wait_ms"] / 1000))
         if timings.get("inference_ms") is not None:
             self.inference_seconds.observe(timings["inference_ms"] / 1000)
+        task_version = str(result.get("model_version", "unknown"))
         for item in result.get("items") or []:
             if item.get("prediction"):
                 self.predictions.labels(item["prediction"]["prediction"]).inc()
+                self.predictions_by_model.labels(item.get("model_version") or task_version).inc()
             elif item.get("error"):
                 self.prediction_errors.labels(item["error"].get("code", "unknown")).inc()
 

@@ -1,8 +1,8 @@
 """What the API knows of the workers and of Redis: heartbeats, queue depth, reachability.
 
-Each live worker keeps ``mnist:worker:<hostname>`` fresh and its name in the set
-``mnist:workers`` (``worker/heartbeat.py``); the readiness probe, ``GET /model``, the metrics
-and the micro-batcher's capacity read them here, with no scan of the keyspace.
+Each live worker process keeps ``mnist:worker:<hostname>/<pid>`` fresh and its name in the
+set ``mnist:workers`` (``worker/heartbeat.py``); the readiness probe, ``GET /model``, the
+metrics and the micro-batcher's capacity read them here, with no scan of the keyspace.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class WorkerDirectory:
         self.queue = queue
 
     async def workers(self) -> list[dict[str, Any]]:
-        """The live workers' self-descriptions, sorted by hostname."""
+        """The live worker processes' self-descriptions, sorted by name."""
         try:
             names = sorted(
                 n.decode() if isinstance(n, bytes) else str(n)
@@ -39,8 +39,8 @@ class WorkerDirectory:
         return [r for r in records if r]
 
     async def processes(self) -> int:
-        """The live workers' pool processes, summed."""
-        return sum(int(w.get("concurrency") or 1) for w in await self.workers())
+        """The live worker processes (each keeps a heartbeat of its own)."""
+        return len(await self.workers())
 
     async def queue_depth(self) -> int:
         try:

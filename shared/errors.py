@@ -192,6 +192,11 @@ class ModelIntegrityError(ModelUnavailable):
     default_detail = "The model file does not match its metadata."
 
 
+class UnknownModelVersion(ModelUnavailable):
+    code = "unknown_model_version"
+    default_detail = "No model of that version is stored."
+
+
 class DatasetError(ServiceError):
     code = "dataset_error"
     default_detail = "The MNIST data could not be loaded."

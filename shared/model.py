@@ -263,8 +263,9 @@ def read_metadata(model_path: Path) -> dict[str, Any]:
         raise ModelIntegrityError(f"No readable metadata beside {model_path.name}.") from exc
 
 
-def load(model_path: Path) -> Model:
-    """Load a model after checking it against its metadata; never unpickles a mismatch."""
+def verify(model_path: Path) -> dict[str, Any]:
+    """The model's metadata, once the file matches it (sha256) and our scikit-learn version;
+    raises ``ModelUnavailable`` or ``ModelIntegrityError``. Nothing is unpickled."""
     if not model_path.is_file():
         raise ModelUnavailable(f"No model at {model_path}.")
     metadata = read_metadata(model_path)
@@ -279,7 +280,16 @@ def load(model_path: Path) -> Model:
             f"{model_path.name} was trained with scikit-learn {metadata.get('sklearn_version')}, "
             f"this is {sklearn.__version__}; refusing to load it."
         )
-    artifact = joblib.load(model_path)
+    return metadata
+
+
+def load(model_path: Path) -> Model:
+    """Load a model after checking it against its metadata; never unpickles a mismatch."""
+    metadata = verify(model_path)
+    try:
+        artifact = joblib.load(model_path)
+    except Exception as exc:  # whatever unpickling raises, the file is unusable
+        raise ModelIntegrityError(f"{model_path.name} could not be read ({exc}).") from exc
     if artifact.get("format") != ARTIFACT_FORMAT:
         raise ModelIntegrityError(f"{model_path.name} has an unknown format.")
     return Model(

@@ -17,9 +17,9 @@ from shared.settings import Settings
 JOB_KEY_PREFIX = "mnist:job:"
 ATTEMPTS_KEY_PREFIX = "mnist:attempts:"
 WORKER_KEY_PREFIX = "mnist:worker:"
-"""Each live worker keeps ``mnist:worker:<hostname>`` (its model's metadata) fresh."""
+"""Each live worker process keeps ``mnist:worker:<hostname>/<pid>`` (what it serves) fresh."""
 WORKERS_KEY = "mnist:workers"
-"""A set of the live workers' names, so finding them never scans the keyspace."""
+"""A set of the live worker processes' names, so finding them never scans the keyspace."""
 WORKER_HEARTBEAT_SECONDS = 2.0
 WORKER_KEY_TTL_SECONDS = 6
 

@@ -42,6 +42,9 @@ class TaskItem(BaseModel):
 
     prediction: Prediction | None = None
     error: ItemError | None = None
+    model_version: str | None = Field(
+        default=None, description="Set while a canary serves: the version that answered."
+    )
 
 
 class TaskTimings(BaseModel):

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
 
     # --- model and data ------------------------------------------------------------------
     model_path: Path = Path("mnist_model.joblib")
+    model_reload_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each worker process looks for a newly activated model version.",
+    )
     mnist_data_dir: Path | None = None
     mnist_cache_dir: Path = Path.home() / ".cache" / "mnist-service"
     train_seed: int = 0

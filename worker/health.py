@@ -1,6 +1,8 @@
-"""``python -m worker.health``: exit 0 if this host's worker has a live heartbeat in Redis.
+"""``python -m worker.health``: exit 0 if a process of this host's worker has a live
+heartbeat in Redis.
 
-For container healthchecks: one GET, no broadcast to every worker (as a Celery ping is).
+For container healthchecks: one set read and one MGET, no broadcast to every worker (as a
+Celery ping is).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import sys
 import redis
 
 from shared import redis_clients
-from shared.queue import WORKER_KEY_PREFIX
 from shared.settings import get_settings
+from worker.heartbeat import node_processes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,11 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     try:
         client = redis_clients.sync_client(settings, socket_connect_timeout=2, socket_timeout=2)
-        alive = bool(client.exists(WORKER_KEY_PREFIX + node))
+        alive = len(node_processes(client, node))
     except (redis.RedisError, OSError) as exc:
         print(f"health: Redis unreachable: {exc}", file=sys.stderr)
         return 1
-    print(f"health: {node} {'alive' if alive else 'has no heartbeat'}", file=sys.stderr)
+    state = f"alive ({alive} process{'es' if alive > 1 else ''})" if alive else "has no heartbeat"
+    print(f"health: {node} {state}", file=sys.stderr)
     return 0 if alive else 1
 
 

@@ -1,28 +1,37 @@
 """What a worker does as it starts and stops: a Celery bootstep of the worker's own app.
 
-A bootstep rather than Celery's signals: signal receivers are process-wide and get
-connected by merely importing a module (the API's embedded mode imports the worker's app),
-while a step belongs to one app and runs only when that app's worker starts.
+A bootstep rather than signals connected at import: receivers are process-wide and would
+be connected by merely importing a module (the API's embedded mode imports the worker's
+app), while a step belongs to one app and runs only when that app's worker starts. The
+step itself connects the two pool-process signals it needs, so only a started worker has
+them.
 
 As the worker starts, before its pool forks: JSON logs (replacing the handlers Celery has
-just installed), the model (trained first if missing, under a file lock, with every
-core), and one BLAS thread. The pool processes inherit all three. Once the pool runs: the
-heartbeat, stopped (its key deleted) when the worker stops.
+just installed), the served model (trained first if missing, under a file lock, with every
+core), and one BLAS thread. The pool processes inherit all three. In each pool process as
+it starts: the model follower (``worker.model_reload``) and that process's heartbeat,
+stopped (its key deleted) as the process ends. With a pool that does not fork (solo,
+threads), the worker's own process runs them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, ClassVar
 
+import redis
 from celery import bootsteps
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import worker_process_init, worker_process_shutdown
 from threadpoolctl import threadpool_limits
 
 from shared import redis_clients
 from shared.logs import configure_logging
+from shared.model import Model
 from shared.settings import Settings
-from worker import tasks
-from worker.heartbeat import Heartbeat
+from worker import model_reload
+from worker.heartbeat import Heartbeat, forget_node
 
 log = logging.getLogger("worker")
 
@@ -36,32 +45,64 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         configure_logging(self.settings.log_level, service="worker")
-        tasks.get_model(self.settings)
+        self.follower = model_reload.follower(self.settings)
+        serving = self.follower.load_initial()
+        log.info(
+            "model loaded",
+            extra={
+                "model_version": serving.model.version,
+                "model_path": str(self.settings.model_path),
+            },
+        )
         # Throughput comes from worker processes; BLAS threads inside each would only fight
         # over the same cores (measured: slower batches under load, never faster).
         threadpool_limits(1)
+        self.hostname = str(getattr(worker, "hostname", None) or "worker")
         self.heartbeat: Heartbeat | None = None
+        uid = f"mnist-lifecycle-{id(self)}"
+        worker_process_init.connect(self._process_started, weak=False, dispatch_uid=uid)
+        worker_process_shutdown.connect(self._process_stopping, weak=False, dispatch_uid=uid)
+
+    def _serving(self) -> tuple[Model, Model | None, float]:
+        serving = self.follower.current()
+        return serving.model, serving.canary, serving.canary_percent
+
+    def _process_started(self, **_: Any) -> None:
+        """In each pool process (and in the worker's own with a pool that does not fork)."""
+        self.follower.start()
+        client = redis_clients.sync_client(self.settings)
+        self.heartbeat = Heartbeat(client, self.hostname, self._serving)
+        self.heartbeat.start()
+
+    def _process_stopping(self, **_: Any) -> None:
+        self.follower.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
 
     def start(self, worker: Any) -> None:
-        hostname = str(getattr(worker, "hostname", None) or "worker")
-        concurrency = int(getattr(getattr(worker, "pool", None), "limit", None) or 1)
-        client = redis_clients.sync_client(self.settings)
-        self.heartbeat = Heartbeat(client, tasks.get_model(self.settings), hostname, concurrency)
-        self.heartbeat.start()
+        self.hostname = str(getattr(worker, "hostname", None) or self.hostname)
+        pool = getattr(worker, "pool", None)
+        forks = isinstance(pool, PreforkPool)
+        if not forks:
+            self._process_started()
         log.info(
             "worker ready",
             extra={
-                "hostname": hostname,
+                "hostname": self.hostname,
                 "queue": self.settings.queue_name,
-                "concurrency": concurrency,
+                "concurrency": int(getattr(pool, "limit", None) or 1),
+                "model_version": self.follower.load_initial().model.version,
+                "model_reload_seconds": self.settings.model_reload_seconds,
                 "redis": redis_clients.describe(self.settings),
             },
         )
 
     def stop(self, worker: Any) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
+        self._process_stopping()
+        with contextlib.suppress(redis.RedisError, OSError):
+            # The pool processes' keys go at once, not after their TTL.
+            forget_node(redis_clients.sync_client(self.settings), self.hostname)
 
     def terminate(self, worker: Any) -> None:
         self.stop(worker)

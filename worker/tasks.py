@@ -16,28 +16,45 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from shared import model as model_store
 from shared import redis_clients
 from shared.errors import InvalidInput, PredictionFailed, PredictionTimeout, ServiceError
 from shared.inference import predict_files
+from shared.model import Model
 from shared.queue import ATTEMPTS_KEY_PREFIX
 from shared.settings import Settings
+from worker import model_reload
 
 log = logging.getLogger("worker.tasks")
 
-_loaded: dict[str, model_store.Model] = {}
+
+def get_model(settings: Settings) -> Model:
+    """The served model, loaded (or trained) once per process; ``worker.model_reload``
+    keeps it on the served version from then on."""
+    return model_reload.follower(settings).load_initial().model
 
 
-def get_model(settings: Settings) -> model_store.Model:
-    """The model, loaded (or trained) once per process and kept in memory."""
-    key = str(settings.model_path)
-    if key not in _loaded:
-        _loaded[key] = model_store.ensure(settings)
-        log.info(
-            "model loaded",
-            extra={"model_version": _loaded[key].version, "model_path": key},
-        )
-    return _loaded[key]
+def predict_with(
+    serving: model_reload.Serving,
+    files: list[bytes],
+    max_pixels: int,
+    return_inputs: frozenset[int] = frozenset(),
+) -> list[dict[str, Any]]:
+    """``predict_files`` with the served model, or with a canary for its share of the
+    images (each such item then names its own ``model_version``)."""
+    if serving.canary is None:
+        return predict_files(files, serving.model, max_pixels, return_inputs)
+    groups: dict[str, tuple[Model, list[int]]] = {}
+    for position, data in enumerate(files):
+        model = serving.model_for(data)
+        groups.setdefault(model.version, (model, []))[1].append(position)
+    items: list[dict[str, Any]] = [{} for _ in files]
+    for version, (model, positions) in groups.items():
+        wanted = frozenset(i for i, p in enumerate(positions) if p in return_inputs)
+        answers = predict_files([files[p] for p in positions], model, max_pixels, wanted)
+        for position, item in zip(positions, answers, strict=True):
+            item["model_version"] = version
+            items[position] = item
+    return items
 
 
 def _decode_payload(images: list[str]) -> tuple[list[bytes], set[int]]:
@@ -99,8 +116,9 @@ def predict(
     settings = task.settings
     request_ids = request_ids or []
     attempts = task.attempts()
-    model = get_model(settings)
-    base = {"worker": task.request.hostname or "local", "model_version": model.version}
+    # Read once: the task finishes on these models even if a new version is swapped in.
+    serving = model_reload.follower(settings).current()
+    base = {"worker": task.request.hostname or "local", "model_version": serving.model.version}
     if attempts > settings.task_max_retries + 1:
         log.error(
             "task gave up: it was delivered %d times, each ending its worker",
@@ -115,8 +133,8 @@ def predict(
 
     files, invalid = _decode_payload(images)
     try:
-        items = predict_files(
-            files, model, settings.max_image_pixels, frozenset(return_inputs or ())
+        items = predict_with(
+            serving, files, settings.max_image_pixels, frozenset(return_inputs or ())
         )
         for position in invalid:
             items[position] = {

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import WorkersDep
 from api.workers import WorkerDirectory
@@ -24,8 +25,30 @@ READY_CHECK_TIMEOUT_SECONDS = 0.8
 
 class Readiness(BaseModel):
     status: str
-    workers: list[str]
-    model_version: str | None
+    workers: list[str] = Field(description="The live worker processes, as `hostname/pid`.")
+    processes: int = Field(description="How many worker processes are live.")
+    nodes: list[str] = Field(description="The Celery nodes (worker hostnames) they belong to.")
+    model_version: str | None = Field(
+        description="The version the processes serve; during a rollout, the versions "
+        "comma-separated."
+    )
+    model_versions: list[str] = Field(
+        description="Every version a live process serves (a canary included)."
+    )
+
+
+def process_name(record: dict[str, Any]) -> str:
+    return str(record.get("process") or record.get("hostname"))
+
+
+def served_versions(live: list[dict[str, Any]]) -> list[str]:
+    """Every version the processes serve: the most served first, canaries after."""
+    counts = Counter(str(w.get("model_version")) for w in live)
+    main = sorted(counts, key=lambda v: (-counts[v], v))
+    canaries = sorted(
+        {str(w["canary"]["version"]) for w in live if isinstance(w.get("canary"), dict)} - set(main)
+    )
+    return main + canaries
 
 
 @dataclass
@@ -56,11 +79,14 @@ class ReadinessCache:
             return 503, {"detail": exc.detail}
         if not live:
             return 503, {"detail": "No worker is running (none has sent a heartbeat)."}
-        versions = sorted({str(w.get("model_version")) for w in live})
+        versions = served_versions(live)
         ready = Readiness(
             status="ready",
-            workers=[str(w.get("hostname")) for w in live],
-            model_version=versions[0] if len(versions) == 1 else ",".join(versions),
+            workers=[process_name(w) for w in live],
+            processes=len(live),
+            nodes=sorted({str(w.get("hostname")) for w in live}),
+            model_version=",".join(versions),
+            model_versions=versions,
         )
         return 200, ready.model_dump()
 
@@ -82,9 +108,25 @@ async def ready(request: Request, workers: WorkersDep) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
+class ServedVersion(BaseModel):
+    version: str
+    workers: list[str] = Field(description="The processes that serve it.")
+    canary_percent: float | None = Field(
+        default=None, description="Set for a canary: the share of images it answers."
+    )
+    trained_at: str | None = None
+    test_accuracy: float | None = None
+    test_ece: float | None = None
+
+
 class ModelInfo(BaseModel):
     version: str
     workers: list[str]
+    versions: list[ServedVersion] = Field(
+        default_factory=list,
+        description="Every version the live processes serve: one, or two during a rollout "
+        "or a canary.",
+    )
     pipeline: str | None = None
     trained_at: str | None = None
     sklearn_version: str | None = None
@@ -109,12 +151,33 @@ async def model_info(workers: WorkersDep) -> ModelInfo:
     live = await workers.workers()
     if not live:
         raise ServiceUnavailable("No worker is running, so no model is served.")
-    first = live[0]
-    serving = [
-        str(w.get("hostname")) for w in live if w.get("model_version") == first.get("model_version")
-    ]
+    served: dict[str, ServedVersion] = {}
+    for record in live:
+        canary = record.get("canary") if isinstance(record.get("canary"), dict) else None
+        entries = [(str(record.get("model_version")), record.get("model") or {}, None)]
+        if canary is not None:
+            entries.append((str(canary["version"]), canary.get("model") or {}, canary["percent"]))
+        for version, meta, percent in entries:
+            entry = served.setdefault(
+                version,
+                ServedVersion(
+                    version=version,
+                    workers=[],
+                    trained_at=meta.get("trained_at"),
+                    test_accuracy=meta.get("test_accuracy"),
+                    test_ece=meta.get("test_ece"),
+                ),
+            )
+            entry.workers.append(process_name(record))
+            if percent is not None:
+                entry.canary_percent = float(percent)
+    main = served_versions(live)[0]
+    first = next(w for w in live if str(w.get("model_version")) == main)
     return ModelInfo(
-        version=str(first.get("model_version")), workers=serving, **first.get("model", {})
+        version=main,
+        workers=served[main].workers,
+        versions=[served[v] for v in served_versions(live)],
+        **first.get("model", {}),
     )
 
 
@@ -125,7 +188,7 @@ async def metrics(request: Request, workers: WorkersDep) -> Response:
     registry = request.app.state.metrics
     try:  # live gauges are read at scrape time; a dead Redis must not break the scrape
         registry.queue_depth.set(await workers.queue_depth())
-        registry.workers.set(len(await workers.workers()))
+        registry.workers.set(await workers.processes())
     except ServiceError:
         pass
     return Response(registry.render(), media_type=registry.content_type)

@@ -441,8 +441,12 @@ async function refreshService() {
   let title = "";
   if (readyAnswer?.status === 200 && readyAnswer.body.status === "ready") {
     const workers = Array.isArray(readyAnswer.body.workers) ? readyAnswer.body.workers : [];
+    // Older servers send no count: one entry per worker then, so the list length stands in.
+    const processes = Number.isInteger(readyAnswer.body.processes)
+      ? readyAnswer.body.processes
+      : workers.length;
     state = "ready";
-    text = workers.length ? `ready (${workers.length})` : "ready";
+    text = processes ? `ready, ${processes} worker process${processes === 1 ? "" : "es"}` : "ready";
     title = workers.join(", ");
   } else if (readyAnswer?.status === 503) {
     state = "down";
@@ -457,7 +461,12 @@ async function refreshService() {
   if (modelAnswer?.status === 200 && modelAnswer.body.version) {
     const info = modelAnswer.body;
     const accuracy = typeof info.test_accuracy === "number" ? `, test accuracy ${percent(info.test_accuracy)}` : "";
-    noteModelVersion(`${info.version}${accuracy}`, true);
+    // During a rollout or a canary the processes serve two versions: name the other one.
+    const others = (Array.isArray(info.versions) ? info.versions : [])
+      .filter((v) => v && v.version && v.version !== info.version)
+      .map((v) => (typeof v.canary_percent === "number" ? `${v.version} (canary ${v.canary_percent}%)` : v.version));
+    const also = others.length ? ` · also serving ${others.join(", ")}` : "";
+    noteModelVersion(`${info.version}${accuracy}${also}`, true);
     ui.modelVersion.title = [info.pipeline, info.trained_at && `trained ${info.trained_at}`]
       .filter(Boolean)
       .join("; ");

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
+from shared.queue import WORKER_KEY_PREFIX, WORKERS_KEY
 from shared.settings import Settings
 from tests.images import png
 
@@ -31,8 +33,12 @@ def test_health_and_ready(client: TestClient) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready"
-    assert body["workers"] == ["embedded"]
+    (process,) = body["workers"]
+    assert process.startswith("embedded/")  # hostname/pid: one entry per worker process
+    assert body["processes"] == 1
+    assert body["nodes"] == ["embedded"]
     assert len(body["model_version"]) == 12
+    assert body["model_versions"] == [body["model_version"]]
 
 
 def test_model_metadata(client: TestClient) -> None:
@@ -41,7 +47,60 @@ def test_model_metadata(client: TestClient) -> None:
     assert info["classes"] == [str(d) for d in range(10)]
     assert 0.8 < info["test_accuracy"] <= 1.0
     assert info["sha256"].startswith(info["version"])
-    assert info["workers"] == ["embedded"]
+    assert [w.split("/")[0] for w in info["workers"]] == ["embedded"]
+    (served,) = info["versions"]
+    assert served["version"] == info["version"]
+    assert served["workers"] == info["workers"]
+    assert served["canary_percent"] is None
+
+
+def test_a_rollout_shows_both_versions(client: TestClient) -> None:
+    """Two processes on different versions, one with a canary: /ready and /model list all."""
+    redis = client.app.state.workers.redis  # type: ignore[attr-defined]
+    meta = {"trained_at": "2026-01-01T00:00:00+00:00", "test_accuracy": 0.99}
+    records = {
+        "n@h/1": {
+            "process": "n@h/1",
+            "hostname": "n@h",
+            "model_version": "aaaaaaaaaaaa",
+            "model": meta,
+            "canary": None,
+        },
+        "n@h/2": {
+            "process": "n@h/2",
+            "hostname": "n@h",
+            "model_version": "aaaaaaaaaaaa",
+            "model": meta,
+            "canary": {"version": "cccccccccccc", "percent": 10, "model": meta},
+        },
+        "m@h/3": {
+            "process": "m@h/3",
+            "hostname": "m@h",
+            "model_version": "bbbbbbbbbbbb",
+            "model": meta,
+            "canary": None,
+        },
+    }
+
+    async def publish() -> None:
+        await redis.delete(WORKERS_KEY)
+        for name, record in records.items():
+            await redis.set(WORKER_KEY_PREFIX + name, json.dumps(record))
+            await redis.sadd(WORKERS_KEY, name)
+
+    client.portal.call(publish)  # type: ignore[union-attr]
+    client.app.state.readiness.answer = None  # type: ignore[attr-defined]
+    ready = client.get("/ready").json()
+    assert ready["processes"] == 3
+    assert ready["nodes"] == ["m@h", "n@h"]
+    assert ready["model_versions"] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
+    info = client.get("/model").json()
+    assert info["version"] == "aaaaaaaaaaaa"  # the one most processes serve
+    assert info["workers"] == ["n@h/1", "n@h/2"]
+    by_version = {v["version"]: v for v in info["versions"]}
+    assert by_version["bbbbbbbbbbbb"]["workers"] == ["m@h/3"]
+    assert by_version["cccccccccccc"]["canary_percent"] == 10
+    assert by_version["cccccccccccc"]["workers"] == ["n@h/2"]
 
 
 def test_metrics_move_with_predictions(client: TestClient, digits: list[np.ndarray]) -> None:
@@ -63,6 +122,8 @@ def test_metrics_move_with_predictions(client: TestClient, digits: list[np.ndarr
     assert delta("mnist_http_requests_total", status="400", **route) == 1
     assert delta("mnist_http_request_duration_seconds_count", **route) == 5
     assert delta("mnist_predictions_total", digit="1") == 2
+    version = client.get("/model").json()["version"]
+    assert delta("mnist_model_predictions_total", model_version=version) == 4
     assert sum(delta("mnist_predictions_total", digit=str(d)) for d in range(10)) == 4
     assert delta("mnist_task_batch_size_count") == 4
     assert delta("mnist_job_inference_seconds_count") == 4

@@ -154,7 +154,9 @@ def test_service_line_and_keyboard_reach(tab: Tab) -> None:
     page = tab.page
     # /ready and /model may not exist on this server yet: then "unknown", never an error.
     workers = page.locator('[data-testid="workers"]')
-    expect(workers).to_have_text(re.compile(r"^(unknown|ready( \(\d+\))?|not ready.*)$"))
+    expect(workers).to_have_text(
+        re.compile(r"^(unknown|ready(, \d+ worker process(es)?)?|not ready.*)$")
+    )
     reached = set()
     for _ in range(8):
         page.keyboard.press("Tab")
@@ -169,20 +171,35 @@ def test_service_line_reads_ready_and_model(tab: Tab) -> None:
         "**/ready",
         lambda route: route.fulfill(
             status=200,
-            json={"status": "ready", "workers": ["a@h", "b@h"], "model_version": "abc123"},
+            json={
+                "status": "ready",
+                "workers": ["a@h/11", "a@h/12", "b@h/21"],
+                "processes": 3,
+                "nodes": ["a@h", "b@h"],
+                "model_version": "abc123",
+                "model_versions": ["abc123"],
+            },
         ),
     )
     page.route(
         "**/model",
         lambda route: route.fulfill(
             status=200,
-            json={"version": "abc123", "pipeline": "p", "test_accuracy": 0.9876},
+            json={
+                "version": "abc123",
+                "pipeline": "p",
+                "test_accuracy": 0.9876,
+                "versions": [
+                    {"version": "abc123", "workers": ["a@h/11"]},
+                    {"version": "def456", "workers": ["a@h/11"], "canary_percent": 10},
+                ],
+            },
         ),
     )
     page.reload()
-    expect(page.locator('[data-testid="workers"]')).to_have_text("ready (2)")
+    expect(page.locator('[data-testid="workers"]')).to_have_text("ready, 3 worker processes")
     expect(page.locator('[data-testid="model-version"]')).to_have_text(
-        "abc123, test accuracy 98.8%"
+        "abc123, test accuracy 98.8% · also serving def456 (canary 10%)"
     )
     page.route(
         "**/ready", lambda route: route.fulfill(status=503, json={"detail": "no worker answers"})
