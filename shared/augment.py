@@ -6,7 +6,7 @@
 1. bent: a random rotation, shear and stretch, and a smooth elastic field (a hand is never
    steady, and MNIST's writers were few);
 2. made bolder or finer (a marker, a fine pen) for some;
-3. for half of them, scanned onto a grid of 8 to 16 pixels and enlarged again, blocky or
+3. for three in ten, scanned onto a grid of 8 to 16 pixels and enlarged again, blocky or
    blurred, as low-resolution sources are;
 4. put through ``shared.normalize.to_mnist``, the code every upload goes through, so the
    model learns digits as the service will show them to it.
@@ -35,7 +35,7 @@ STRETCH = 0.15  # log of the largest scale change along each axis
 ELASTIC_PIXELS = 1.0  # largest displacement of the smooth field
 ELASTIC_SMOOTHING = 4.0  # its Gaussian sigma, pixels
 BOLDER_OR_FINER = 0.4  # share of digits whose strokes change width
-SCANNED = 0.5  # share of digits scanned at low resolution
+SCANNED = 0.3  # share of digits scanned at low resolution
 _FILTERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
