@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import celery
 from celery import bootsteps
 from threadpoolctl import threadpool_limits
 
 from shared import redis_clients
+from shared.errors import ServiceError
 from shared.logs import configure_logging
 from shared.settings import Settings
 from worker import tasks
@@ -36,7 +38,11 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         configure_logging(self.settings.log_level, service="worker")
-        tasks.get_model(self.settings)
+        try:
+            tasks.get_model(self.settings)
+        except ServiceError as exc:  # e.g. no model and no MNIST to train one: say it in a line
+            log.critical(exc.detail, extra={"code": exc.code})
+            raise SystemExit(1) from None
         # Throughput comes from worker processes; BLAS threads inside each would only fight
         # over the same cores (measured: slower batches under load, never faster).
         threadpool_limits(1)
@@ -48,13 +54,19 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         client = redis_clients.sync_client(self.settings)
         self.heartbeat = Heartbeat(client, tasks.get_model(self.settings), hostname, concurrency)
         self.heartbeat.start()
+        # What Celery's banner would say (it is off: plain text), as one JSON line.
         log.info(
             "worker ready",
             extra={
                 "hostname": hostname,
                 "queue": self.settings.queue_name,
                 "concurrency": concurrency,
+                "pool": type(getattr(worker, "pool", None)).__module__.rsplit(".", 1)[-1],
                 "redis": redis_clients.describe(self.settings),
+                "tasks": sorted(name for name in worker.app.tasks if not name.startswith("celery")),
+                "model_version": tasks.get_model(self.settings).version,
+                "model_path": str(self.settings.model_path),
+                "celery": celery.__version__,
             },
         )
 
