@@ -114,3 +114,14 @@ def test_a_failed_training_starts_nothing(
     assert lines[-1]["level"] == "error"
     assert "training failed" in str(lines[-1]["msg"])
     assert not any("REAL MODE" in str(line["msg"]) for line in lines)
+
+
+def test_the_containers_start_the_same_way() -> None:
+    # The images and compose run the API and workers with the same logging flags as make run.
+    repo = Path(__file__).resolve().parent.parent
+    api = (repo / "Dockerfile.api").read_text()
+    assert '"--log-config", "api/log_config.json"' in api
+    worker = (repo / "Dockerfile.worker").read_text()
+    assert '"worker.celery_app", "--quiet", "worker"' in worker
+    compose = (repo / "docker-compose.yml").read_text()
+    assert "- worker.celery_app\n      - --quiet" in compose
