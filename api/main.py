@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from api.deps import reject_unknown_query
 from api.errors import install_error_handlers
@@ -38,6 +39,8 @@ from shared.queue import make_celery, result_key_prefix
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("api")
+
+DOCS_ASSETS_URL = "/docs-assets"  # Swagger UI's and ReDoc's scripts, CSS and favicon
 
 
 def _admission(settings: Settings) -> Admission:
@@ -99,7 +102,10 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
                 messages.close()
             await redis.aclose()
 
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN; these serve the same
+    # files from the package, so the docs work on a machine without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
         title="MNIST digit recognition",
         version="1.0.0",
         description="Upload an image of a handwritten digit; a Celery worker tells which it is.",

@@ -17,6 +17,27 @@ from shared.errors import InvalidInput, MalformedRequest, PayloadTooLarge, TooMa
 
 FIELD_NAME = "file"
 MALFORMED_DETAIL = "The multipart body is malformed."
+# Room per file for the multipart headers and any small fields beside the files.
+FORM_ALLOWANCE_BYTES = 64 * 1024
+
+
+def file_too_large(max_file_bytes: int) -> str:
+    """The 413 detail for one file over ``MAX_UPLOAD_BYTES``."""
+    return (
+        f"The file is too large: an image may have at most {max_file_bytes:,} bytes "
+        f"({max_file_bytes / 2**20:.1f} MiB)."
+    )
+
+
+def request_too_large(max_file_bytes: int, max_files: int) -> str:
+    """The 413 detail for a request body over what ``max_files`` files can need."""
+    max_body = max_files * (max_file_bytes + FORM_ALLOWANCE_BYTES)
+    files = "one image" if max_files == 1 else f"{max_files} images"
+    return (
+        f"The request is too large: it may have at most {max_body:,} bytes in all "
+        f"({files} of at most {max_file_bytes:,} bytes each, plus 64 KiB of form data per "
+        "image)."
+    )
 
 
 @dataclass
@@ -69,7 +90,7 @@ class _Collector:
             return
         self._part.size += end - start
         if self._part.size > self.max_file_bytes:
-            raise PayloadTooLarge(f"A file may have at most {self.max_file_bytes} bytes.")
+            raise PayloadTooLarge(file_too_large(self.max_file_bytes))
         self._part.chunks.append(data[start:end])
 
     def on_part_end(self) -> None:
@@ -93,10 +114,10 @@ async def read_uploads(request: Request, max_file_bytes: int, max_files: int) ->
     if content_type != b"multipart/form-data" or not boundary:
         raise MalformedRequest()
     # Everything but the files is small; this bounds the whole body, not just the files.
-    max_body = max_files * (max_file_bytes + 64 * 1024)
+    max_body = max_files * (max_file_bytes + FORM_ALLOWANCE_BYTES)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise PayloadTooLarge(f"The request body may have at most {max_body} bytes.")
+        raise PayloadTooLarge(request_too_large(max_file_bytes, max_files))
 
     collector = _Collector(max_file_bytes, max_files)
     parser = MultipartParser(
@@ -117,7 +138,7 @@ async def read_uploads(request: Request, max_file_bytes: int, max_files: int) ->
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_body:
-                raise PayloadTooLarge(f"The request body may have at most {max_body} bytes.")
+                raise PayloadTooLarge(request_too_large(max_file_bytes, max_files))
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:

@@ -135,7 +135,10 @@ def _download(spec: IdxFile, dest: Path, mirrors: tuple[str, ...]) -> bytes:
             tmp.write(raw)
         os.replace(tmp.name, dest)
         return data
-    raise DatasetError(f"Could not download {spec.name}: " + "; ".join(errors))
+    raise DatasetError(
+        f"Could not download MNIST's {spec.name}; tried " + "; ".join(errors) + ". Offline? "
+        "Set MNIST_DATA_DIR to a folder holding the four MNIST IDX .gz files."
+    )
 
 
 def load_file(

@@ -251,16 +251,24 @@ class ModelStore:
         _replace_with_link(source, self.model_path)
 
 
+def load_served(settings: Settings) -> Model:
+    """The served model, never training one: the pointer's version, or a plain
+    ``MODEL_PATH`` from before versions. Raises ``ModelUnavailable`` (or its subclass
+    ``ModelIntegrityError``) when there is none that passes its checks."""
+    store = ModelStore(settings.model_path)
+    pointer = store.read_pointer()
+    if pointer is not None:
+        return store.load(pointer.served)
+    return model_files.load(settings.model_path)
+
+
 def ensure_served(settings: Settings, report: Callable[[str], None] = log.info) -> Model:
     """The served model, as a worker starts: the pointer's version; a plain ``MODEL_PATH``
     from before versions; or, if there is none or it fails its checks, a model trained now
     (under a file lock, so concurrent workers wait for one trainer), stored and activated."""
     store = ModelStore(settings.model_path)
     try:
-        pointer = store.read_pointer()
-        if pointer is not None:
-            return store.load(pointer.served)
-        return model_files.load(settings.model_path)
+        return load_served(settings)
     except ModelIntegrityError as exc:
         report(f"model: {exc.detail} Retraining.")
     except ModelUnavailable:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from typing import Any, ClassVar
 
+import celery
 import redis
 from celery import bootsteps
 from celery.concurrency.prefork import TaskPool as PreforkPool
@@ -27,6 +28,7 @@ from celery.signals import worker_process_init, worker_process_shutdown
 from threadpoolctl import threadpool_limits
 
 from shared import redis_clients
+from shared.errors import ServiceError
 from shared.logs import configure_logging
 from shared.model import Model
 from shared.settings import Settings
@@ -46,7 +48,11 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         super().__init__(worker, **kwargs)
         configure_logging(self.settings.log_level, service="worker")
         self.follower = model_reload.follower(self.settings)
-        serving = self.follower.load_initial()
+        try:
+            serving = self.follower.load_initial()
+        except ServiceError as exc:  # e.g. no model and no MNIST to train one: say it in a line
+            log.critical(exc.detail, extra={"code": exc.code})
+            raise SystemExit(1) from None
         log.info(
             "model loaded",
             extra={
@@ -86,15 +92,20 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         forks = isinstance(pool, PreforkPool)
         if not forks:
             self._process_started()
+        # What Celery's banner would say (it is off: plain text), as one JSON line.
         log.info(
             "worker ready",
             extra={
                 "hostname": self.hostname,
                 "queue": self.settings.queue_name,
                 "concurrency": int(getattr(pool, "limit", None) or 1),
+                "pool": type(pool).__module__.rsplit(".", 1)[-1],
+                "redis": redis_clients.describe(self.settings),
+                "tasks": sorted(name for name in worker.app.tasks if not name.startswith("celery")),
                 "model_version": self.follower.load_initial().model.version,
                 "model_reload_seconds": self.settings.model_reload_seconds,
-                "redis": redis_clients.describe(self.settings),
+                "model_path": str(self.settings.model_path),
+                "celery": celery.__version__,
             },
         )
 

@@ -1,19 +1,25 @@
 """``python -m worker.train``: get MNIST, train the model, store it as a version and serve it.
 
-Progress goes to stderr stage by stage, with timings. Without options it trains only if no
-valid model is served. ``--force`` trains a new version even so, and makes it the served
-one (``MODEL_PATH``; workers follow without a restart); ``--no-activate`` only stores it,
-for ``python -m worker.models activate`` later.
+Progress goes to stderr as JSON log lines, stage by stage, with timings. Without options a
+valid served model is kept and nothing is trained. ``--force`` trains a new version even
+so, and makes it the served one (``MODEL_PATH``; workers follow without a restart);
+``--no-activate`` only stores it, for ``python -m worker.models activate`` later. A failure
+is one error line and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from shared import model as model_store
 from shared import versions
-from shared.settings import get_settings
+from shared.errors import ModelUnavailable, ServiceError
+from shared.logs import configure_logging
+from shared.model import Model
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("worker.train")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,28 +32,45 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = get_settings()
-
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    if args.force or args.no_activate:
-        model = model_store.train(settings, report)
-        store = versions.ModelStore(settings.model_path)
-        with store.lock():
-            store.adopt()  # a model from before versions stays available for rollback
-            version = store.add(model)
-            if not args.no_activate:
-                store.activate(version)
-        state = "stored, not served" if args.no_activate else "stored and served"
-        report(f"model: version {version} {state} ({store.folder})")
-    else:
-        model = versions.ensure_served(settings, report)
+    configure_logging(settings.log_level, service="worker")
+    try:
+        if args.force or args.no_activate:
+            model = _train_version(settings, activate=not args.no_activate)
+        else:
+            try:
+                model = versions.load_served(settings)
+            except ModelUnavailable:
+                model = versions.ensure_served(settings, log.info)  # says why, then trains
+            else:
+                log.info(
+                    f"model {model.version}: already served from {settings.model_path}, kept "
+                    "(--force trains a new version)",
+                    extra=_summary(model.metadata),
+                )
+                return 0
+    except ServiceError as exc:  # no data, no disk space for the model, ...
+        log.error(exc.detail, extra={"code": exc.code})
+        return 1
     meta = model.metadata
-    report(
-        f"model {model.version}: accuracy {meta['test_accuracy']:.4f}, "
-        f"ECE {meta['test_ece']:.4f}, trained in {meta['training_seconds']}s"
-    )
+    log.info(f"model {model.version}: trained in {meta['training_seconds']}s", extra=_summary(meta))
     return 0
+
+
+def _train_version(settings: Settings, activate: bool) -> Model:
+    model = model_store.train(settings, log.info)
+    store = versions.ModelStore(settings.model_path)
+    with store.lock():
+        store.adopt()  # a model from before versions stays available for rollback
+        version = store.add(model)
+        if activate:
+            store.activate(version)
+    state = "stored and served" if activate else "stored, not served"
+    log.info(f"model: version {version} {state} ({store.folder})")
+    return model
+
+
+def _summary(meta: dict[str, object]) -> dict[str, object]:
+    return {"test_accuracy": meta["test_accuracy"], "test_ece": meta["test_ece"]}
 
 
 if __name__ == "__main__":

@@ -133,7 +133,26 @@ def test_upload_over_the_size_limit_is_413(client: TestClient, embedded_settings
     limit = embedded_settings.max_upload_bytes
     response = upload(client, b"\x89PNG" + bytes(limit + 10))
     assert response.status_code == 413
-    assert response.json() == {"detail": f"A file may have at most {limit} bytes."}
+    assert response.json() == {
+        "detail": f"The file is too large: an image may have at most {limit:,} bytes (5.0 MiB)."
+    }
+
+
+def test_a_request_body_over_its_limit_is_413(embedded_settings: Settings) -> None:
+    from api.main import create_app
+
+    # A file within its limit, and a form field that takes the body past the allowance.
+    settings = embedded_settings.model_copy(update={"max_upload_bytes": 2048})
+    with TestClient(create_app(settings)) as small:
+        fields = {"note": "x" * 70_000}
+        response = small.post(
+            "/predict/mnist", files={"file": ("d.png", b"\x89PNG" + bytes(500))}, data=fields
+        )
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request is too large: it may have at most 67,584 bytes in all (one "
+        "image of at most 2,048 bytes each, plus 64 KiB of form data per image)."
+    }
 
 
 def test_missing_file_field_is_422(client: TestClient) -> None:

@@ -69,6 +69,9 @@ def test_clients_find_the_master_through_sentinel(tmp_path: Path) -> None:
                 return value
             finally:
                 await client.aclose()
+                # The Sentinel clients the master was found through have connections too.
+                for sentinel in client.connection_pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
 
         assert asyncio.run(read()) == b"sync"
         direct = group.master.client()

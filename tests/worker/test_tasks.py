@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 from pathlib import Path
 
 import fakeredis
@@ -76,13 +78,23 @@ def test_train_command_writes_a_model(mnist_dir: Path, tmp_path: Path, monkeypat
     monkeypatch.setenv("TRAIN_LIMIT", "800")
     from shared.settings import get_settings
 
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # main() installs its JSON handler
     get_settings.cache_clear()
     try:
         assert train.main(["--force"]) == 0
+        trained = capsys.readouterr().err
         assert train.main([]) == 0
+        kept = capsys.readouterr().err
     finally:
         get_settings.cache_clear()
-    err = capsys.readouterr().err
+        root.handlers[:], root.level = handlers, level
     assert (tmp_path / "cli.joblib").is_file()
-    assert "train: test accuracy" in err
-    assert err.count("accuracy") >= 2
+    lines = [json.loads(line) for line in trained.splitlines()]
+    assert any("train: test accuracy" in line["msg"] for line in lines)
+    assert "trained in" in lines[-1]["msg"]
+    # A model that is merely found is not reported as trained (nor trained again).
+    [line] = [json.loads(line) for line in kept.splitlines()]
+    assert "already at" in line["msg"]
+    assert "trained" not in line["msg"]
+    assert line["test_accuracy"] > 0.5
