@@ -38,7 +38,7 @@ def test_the_step_starts_and_stops_each_process_heartbeat(
     monkeypatch.setattr(lifecycle.redis_clients, "sync_client", fake_client)
     monkeypatch.setattr(model_reload, "_followers", {})
     step_class = type("TestLifecycle", (lifecycle.WorkerLifecycle,), {"settings": settings})
-    worker = SimpleNamespace(hostname="node@test", pool=None)
+    worker = SimpleNamespace(hostname="node@test", pool=None, app=SimpleNamespace(tasks={}))
     step = step_class(worker)
     name = process_name("node@test")
     key = WORKER_KEY_PREFIX + name

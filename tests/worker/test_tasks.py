@@ -95,6 +95,6 @@ def test_train_command_writes_a_model(mnist_dir: Path, tmp_path: Path, monkeypat
     assert "trained in" in lines[-1]["msg"]
     # A model that is merely found is not reported as trained (nor trained again).
     [line] = [json.loads(line) for line in kept.splitlines()]
-    assert "already at" in line["msg"]
+    assert "already served from" in line["msg"] and "kept" in line["msg"]
     assert "trained" not in line["msg"]
     assert line["test_accuracy"] > 0.5
