@@ -26,7 +26,6 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
-from filelock import FileLock
 
 from shared import features
 from shared.augment import augment
@@ -37,7 +36,6 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1
-TRAIN_LOCK_TIMEOUT_SECONDS = 900.0
 
 
 def metadata_path(model_path: Path) -> Path:
@@ -298,27 +296,3 @@ def load(model_path: Path) -> Model:
         classes=list(artifact["classes"]),
         metadata=metadata,
     )
-
-
-def ensure(settings: Settings, report: Callable[[str], None] = log.info) -> Model:
-    """Load the model, training it first if it is missing or fails its checks.
-
-    A file lock beside the model makes concurrent workers wait for the one that trains.
-    """
-    path = settings.model_path
-    try:
-        return load(path)
-    except ModelIntegrityError as exc:
-        report(f"model: {exc.detail} Retraining.")
-    except ModelUnavailable:
-        report(f"model: none at {path}; training one (other workers wait for it).")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=TRAIN_LOCK_TIMEOUT_SECONDS):
-        try:  # another process may have trained it while we waited for the lock
-            return load(path)
-        except ModelUnavailable:
-            pass
-        model = train(settings, report)
-        save(model, path)
-        report(f"model: saved to {path} ({model.metadata['size_bytes'] / 1e6:.1f} MB)")
-        return load(path)

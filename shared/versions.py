@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 VERSION_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 LOCK_TIMEOUT_SECONDS = 60.0
+TRAIN_LOCK_TIMEOUT_SECONDS = 900.0  # workers wait this long for the one that trains
 READABLE = 0o644
 
 
@@ -274,9 +275,7 @@ def ensure_served(settings: Settings, report: Callable[[str], None] = log.info) 
     except ModelUnavailable:
         report(f"model: none at {settings.model_path}; training one (other workers wait for it).")
     settings.model_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(
-        str(settings.model_path) + ".lock", timeout=model_files.TRAIN_LOCK_TIMEOUT_SECONDS
-    )
+    lock = FileLock(str(settings.model_path) + ".lock", timeout=TRAIN_LOCK_TIMEOUT_SECONDS)
     with lock:
         try:  # another process may have trained one while we waited for the lock
             pointer = store.read_pointer()

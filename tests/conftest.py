@@ -29,6 +29,7 @@ from bench.procs import Proc, free_port, redis_server_args, wait_until
 from shared import model as model_store
 from shared.mnist import FILES, load_split
 from shared.settings import Settings
+from shared.versions import ensure_served
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL_TRAIN_IMAGES = 6000
@@ -179,7 +180,7 @@ def full_model_path(mnist_dir: Path) -> Path:
     recipe = hashlib.sha256(sources).hexdigest()[:12]
     path = Path.home() / ".cache" / "mnist-service" / f"test-full-model-{recipe}.joblib"
     settings = Settings(model_path=path, mnist_data_dir=mnist_dir, mnist_cache_dir=path.parent)
-    model_store.ensure(settings, report=print)
+    ensure_served(settings, report=print)
     return path
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
-from shared import model as model_store
+from shared import versions
 from shared.inference import predict_files
 from shared.mnist import load_split
 from shared.model import Model, calibration_error, reliability
@@ -151,7 +151,7 @@ def plot(matrix: np.ndarray, bins: list[dict[str, float]], ece: float, folder: P
 def evaluate(
     settings: Settings, per_set: int, seed: int, handwriting_n: int, plots: Path | None
 ) -> dict[str, Any]:
-    model = model_store.ensure(settings)
+    model = versions.ensure_served(settings)
     test = load_split("test", settings.mnist_data_dir, settings.mnist_cache_dir)
     pixels = test.images.reshape(len(test), -1).astype(np.float32) / np.float32(255)
     labels = test.labels.astype(np.int64)

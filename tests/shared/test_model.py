@@ -14,6 +14,7 @@ from shared.errors import ModelUnavailable
 from shared.model import ModelIntegrityError, expected_calibration_error, fit_temperature, softmax
 from shared.schemas import Prediction
 from shared.settings import Settings
+from shared.versions import ensure_served
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_missing_model_or_metadata(model_copy: Path, tmp_path: Path) -> None:
         model_store.load(model_copy)
 
 
-def test_ensure_trains_when_missing_and_retrains_a_bad_model(
+def test_ensure_served_trains_when_missing_and_retrains_a_bad_model(
     mnist_dir: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "fresh.joblib"
@@ -82,18 +83,18 @@ def test_ensure_trains_when_missing_and_retrains_a_bad_model(
         model_path=path, mnist_data_dir=mnist_dir, mnist_cache_dir=tmp_path, train_limit=1000
     )
     lines: list[str] = []
-    first = model_store.ensure(settings, lines.append)
+    first = ensure_served(settings, lines.append)
     assert path.is_file()
     assert any("training one" in line for line in lines)
     assert any(line.startswith("train: fitting") for line in lines)
 
     lines.clear()
-    assert model_store.ensure(settings, lines.append).version == first.version
+    assert ensure_served(settings, lines.append).version == first.version
     assert lines == []  # loaded, not trained
 
-    path.write_bytes(path.read_bytes() + b"junk")
+    path.write_bytes(path.read_bytes() + b"junk")  # the served version's file, too
     lines.clear()
-    model_store.ensure(settings, lines.append)
+    ensure_served(settings, lines.append)
     assert any("Retraining" in line for line in lines)
     model_store.load(path)  # valid again
 
