@@ -116,7 +116,7 @@ fi
 started=$(now)
 compose_up -d --wait --wait-timeout 300 --scale "worker=$WORKERS" || exit 1
 say "up and healthy: $(since "$started") s (redis, train, api, $WORKERS workers)"
-say "trainer: $(compose logs --no-color --no-log-prefix train | grep -oE 'model [0-9a-f]+: accuracy.*' | tail -n 1)"
+say "trainer: $(compose logs --no-color --no-log-prefix train | grep -oE 'train: test accuracy [0-9.]+, ECE [0-9.]+' | tail -n 1)"
 running=$(compose ps -q worker | wc -l)
 [[ $running -eq $WORKERS ]] || { say "FAIL: $running workers running, expected $WORKERS"; exit 1; }
 
