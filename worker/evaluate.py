@@ -64,15 +64,17 @@ def latency_ms(model: Model, files: list[bytes], max_pixels: int) -> dict[str, f
     }
 
 
-def batch_throughput(model: Model, files: list[bytes], max_pixels: int) -> float:
-    """Images per second through ``predict_files`` in batches of ``BATCH``, as a worker
+def batch_throughput(
+    model: Model, files: list[bytes], max_pixels: int, batch: int = BATCH
+) -> float:
+    """Images per second through ``predict_files`` in batches of ``batch``, as a worker
     process answers a micro-batched task."""
-    predict_files(files[:BATCH], model, max_pixels)  # warm caches
+    predict_files(files[:batch], model, max_pixels)  # warm caches
     started = time.perf_counter()
     done = 0
-    for start in range(0, len(files) - BATCH + 1, BATCH):
-        predict_files(files[start : start + BATCH], model, max_pixels)
-        done += BATCH
+    for start in range(0, len(files) - batch + 1, batch):
+        predict_files(files[start : start + batch], model, max_pixels)
+        done += batch
     return done / (time.perf_counter() - started)
 
 
@@ -91,7 +93,7 @@ def accuracy_on_files(model: Model, items: list[tuple[bytes, int]], max_pixels: 
     return right / len(items)
 
 
-def _png(array: np.ndarray) -> bytes:
+def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG")
     return buffer.getvalue()
@@ -165,7 +167,7 @@ def evaluate(
     ece = calibration_error(bins)
     max_pixels = settings.max_image_pixels
     with threadpool_limits(1):  # one BLAS thread, as in a worker process
-        files = [_png(image) for image in test.images]
+        files = [png(image) for image in test.images]
         as_uploads = answers_on_files(model, files, max_pixels)
         latency = latency_ms(model, files[:1000], max_pixels)
         throughput = batch_throughput(model, files[:2048], max_pixels)
@@ -246,10 +248,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"p99 {lat['p99']:.3f} ms\n"
     )
     out(f"batches of {BATCH} PNGs, one thread: {report['batch_images_per_second']:.0f} images/s\n")
-    png = report["mnist_as_png"]
+    uploads = report["mnist_as_png"]
     out(
-        f"MNIST test as PNG uploads ({png['images']:,}): accuracy {png['accuracy']:.4f}, "
-        f"{png['same_answers']:,} answers the same as in memory\n"
+        f"MNIST test as PNG uploads ({uploads['images']:,}): accuracy "
+        f"{uploads['accuracy']:.4f}, {uploads['same_answers']:,} answers the same as in memory\n"
     )
     out("\nreal-world sets (through decode + normalise + predict):\n")
     for name, row in report["real_world"].items():
