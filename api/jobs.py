@@ -5,6 +5,12 @@ Each upload becomes a *job* with its own unguessable id. Uploads go through a mi
 tasks than twice the workers' processes are in flight, an upload is sent at once; beyond
 that, uploads gather into one task until a task finishes. A gathered upload waits at most
 ``BATCH_WINDOW_MS`` if async (its 202 must be quick) or ``BATCH_HOLD_MS`` if sync.
+
+Tracing (only when ``shared.tracing`` has a tracer for us): each upload remembers the span
+it came from, and sending a task is an ``apply_async/mnist.predict`` span, the name and
+kind Celery's OpenTelemetry instrumentation gives a publish, whose context goes into the
+task's headers for the worker to continue. A task carrying several requests' uploads is
+the child of the first request's span and links to the others'.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import base64
 import contextlib
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 from redis.exceptions import RedisError
 
 from api.batcher import Batcher
@@ -35,7 +43,7 @@ from shared.errors import (
     error_from_code,
 )
 from shared.logs import request_id_var
-from shared.schemas import ItemError
+from shared.schemas import TASK_PREDICT, ItemError
 from shared.settings import Settings
 
 CAPACITY_REFRESH_SECONDS = 2.0
@@ -46,6 +54,7 @@ class Upload:
     image: bytes
     request_id: str | None
     want_input: bool  # the answer also carries the 28x28 image the model saw
+    span: SpanContext | None = None  # the request's span, with tracing on
 
 
 class JobQueue:
@@ -58,8 +67,11 @@ class JobQueue:
         listener: ResultListener,
         workers: WorkerDirectory,
         metrics: Metrics,
+        *,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self.tracer = tracer
         self.publisher = publisher
         self.listener = listener
         self.workers = workers
@@ -101,15 +113,18 @@ class JobQueue:
         only the short window.
         """
         wait_ms = self.settings.batch_window_ms if urgent else self.settings.batch_hold_ms
-        upload = Upload(image, request_id_var.get(), want_input)
+        upload = Upload(image, request_id_var.get(), want_input, self._current_span())
         return await self.batcher.submit(upload, wait_ms / 1000)
 
     async def submit_many(self, images: list[bytes], want_input: bool = False) -> list[JobRef]:
         """Queue several uploads as one task (a batch request): one vectorised prediction."""
-        request_id = request_id_var.get()
+        request_id, span = request_id_var.get(), self._current_span()
         return await self.batcher.submit_batch(
-            [Upload(image, request_id, want_input) for image in images]
+            [Upload(image, request_id, want_input, span) for image in images]
         )
+
+    def _current_span(self) -> SpanContext | None:
+        return trace.get_current_span().get_span_context() if self.tracer is not None else None
 
     async def _send(self, uploads: list[Upload]) -> list[JobRef]:
         task_id = str(uuid.uuid4())
@@ -125,9 +140,10 @@ class JobQueue:
         # Expected before it is sent, so its result cannot slip past the listener.
         self.listener.expect(task_id)
         try:
-            await self.publisher.enqueue(
-                task_id, {ref.job_id: ref.record for ref in refs}, kwargs, summary
-            )
+            with self._publish_span(task_id, uploads) as headers:
+                await self.publisher.enqueue(
+                    task_id, {ref.job_id: ref.record for ref in refs}, kwargs, summary, headers
+                )
         except BaseException as exc:  # cancelled or failed: nobody will wait for it
             self.listener.forget(task_id)
             if isinstance(exc, ServiceError):
@@ -137,6 +153,34 @@ class JobQueue:
         # The task holds its batcher slot until its result arrives (or the wait gives up).
         self._spawn(self._track(task_id, len(uploads)))
         return refs
+
+    @contextlib.contextmanager
+    def _publish_span(self, task_id: str, uploads: list[Upload]) -> Iterator[dict[str, str]]:
+        """The task's trace headers (none with tracing off), inside its publish span."""
+        if self.tracer is None:
+            yield {}
+            return
+        # One per request (a batch request's uploads share theirs), in order.
+        by_id = {(u.span.trace_id, u.span.span_id): u.span for u in uploads if u.span}
+        spans = [span for span in by_id.values() if span.is_valid]
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else None
+        with self.tracer.start_as_current_span(
+            f"apply_async/{TASK_PREDICT}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            links=[Link(span) for span in spans[1:]],
+            attributes={
+                "celery.action": "apply_async",
+                "celery.task_name": TASK_PREDICT,
+                "messaging.message.id": task_id,
+                "messaging.destination": self.settings.queue_name,
+                "mnist.images": len(uploads),
+                "mnist.requests": max(1, len(spans)),
+            },
+        ):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            yield headers
 
     async def _track(self, task_id: str, images: int) -> None:
         sent = time.perf_counter()

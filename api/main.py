@@ -37,6 +37,7 @@ from shared import redis_clients
 from shared.logs import configure_logging
 from shared.queue import make_celery, result_key_prefix
 from shared.settings import Settings, get_settings
+from shared.tracing import Tracing
 
 log = logging.getLogger("api")
 
@@ -57,11 +58,13 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
     """The app; ``configure_logs``: install the JSON log handlers when the server starts
     (not on import, so importing this module changes no global state)."""
     settings = settings or get_settings()
+    tracing = Tracing("mnist-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if configure_logs:
             configure_logging(settings.log_level, service="api")
+        tracing.start()
         publisher: TaskPublisher
         messages: MessageFactory | None = None
         if settings.embedded:
@@ -81,7 +84,10 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         workers = WorkerDirectory(redis, settings.queue_name)
         app.state.workers = workers
         app.state.store = JobStore(redis, key_prefix)
-        app.state.jobs = JobQueue(settings, publisher, listener, workers, app.state.metrics)
+        tracer = tracing.provider.get_tracer("api.jobs") if tracing.provider else None
+        app.state.jobs = JobQueue(
+            settings, publisher, listener, workers, app.state.metrics, tracer=tracer
+        )
         app.state.jobs.start()
         log.info(
             "api started",
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
                 "embedded": settings.embedded,
                 "redis": "in-process" if settings.embedded else redis_clients.describe(settings),
                 "min_replicas": settings.redis_min_replicas,
+                "tracing": tracing.enabled,
             },
         )
         try:
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
             if messages is not None:
                 messages.close()
             await redis.aclose()
+            tracing.shutdown()
 
     # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN; these serve the same
     # files from the package, so the docs work on a machine without internet.
@@ -111,6 +119,15 @@ def create_app(settings: Settings | None = None, configure_logs: bool = False) -
         description="Upload an image of a handwritten digit; a Celery worker tells which it is.",
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        # FastAPI's own OpenTelemetry spans (the HTTP request, its dependencies, endpoint
+        # and serialisation) with our provider; its metrics and logs stay off: Prometheus
+        # and our JSON lines have those.
+        telemetry={
+            "tracing": tracing.enabled,
+            "tracer_provider": tracing.provider,
+            "metrics": False,
+            "logs": False,
+        },
     )
     app.state.settings = settings
     app.state.metrics = Metrics()

@@ -87,8 +87,16 @@ class MessageFactory:
         self._channel.close()
         self._connection.release()  # type: ignore[no-untyped-call]  # unannotated in kombu
 
-    def build(self, task_id: str, kwargs: dict[str, Any], kwargsrepr: str) -> str:
-        """The JSON string kombu's Redis transport would push for this task."""
+    def build(
+        self,
+        task_id: str,
+        kwargs: dict[str, Any],
+        kwargsrepr: str,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """The JSON string kombu's Redis transport would push for this task; ``headers``:
+        more message headers, as ``send_task(headers=...)`` adds them (the trace context,
+        which Celery's OpenTelemetry instrumentation reads from the task's request)."""
         message = self.app.amqp.create_task_message(
             task_id,
             TASK_PREDICT,
@@ -99,6 +107,8 @@ class MessageFactory:
             kwargsrepr=kwargsrepr,
             ignore_result=None,
         )
+        if headers:  # what send_task_message does with the headers option
+            message.headers.update(headers)
         # kombu leaves its serializer registry unannotated.
         content_type, content_encoding, body = serialize(  # type: ignore[no-untyped-call]
             message.body, serializer="json"

@@ -86,10 +86,16 @@ def origin() -> str:
 
 class TaskPublisher(Protocol):
     async def enqueue(
-        self, task_id: str, jobs: dict[str, str], kwargs: dict[str, Any], summary: str
+        self,
+        task_id: str,
+        jobs: dict[str, str],
+        kwargs: dict[str, Any],
+        summary: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Record ``jobs`` (job key suffix -> value) and queue the task, or raise
-        ``QueueFull`` / ``BrokerUnavailable``."""
+        ``QueueFull`` / ``BrokerUnavailable``; ``headers``: extra message headers (the
+        trace context)."""
 
 
 @dataclass(frozen=True)
@@ -112,14 +118,19 @@ class RedisTaskPublisher:
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
 
     async def enqueue(
-        self, task_id: str, jobs: dict[str, str], kwargs: dict[str, Any], summary: str
+        self,
+        task_id: str,
+        jobs: dict[str, str],
+        kwargs: dict[str, Any],
+        summary: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         rules = self.admission
         keys = [self.queue, *(JOB_KEY_PREFIX + job for job in jobs)]
         args: list[str | int | float] = [
             rules.max_depth,
             rules.ttl_seconds,
-            self.messages.build(task_id, kwargs, summary),
+            self.messages.build(task_id, kwargs, summary, headers),
             rules.memory_high_water,
             rules.min_replicas,
             *jobs.values(),
@@ -173,7 +184,12 @@ class CeleryTaskPublisher:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
 
     async def enqueue(
-        self, task_id: str, jobs: dict[str, str], kwargs: dict[str, Any], summary: str
+        self,
+        task_id: str,
+        jobs: dict[str, str],
+        kwargs: dict[str, Any],
+        summary: str,
+        headers: dict[str, str] | None = None,
     ) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -185,7 +201,10 @@ class CeleryTaskPublisher:
         signature = self.celery.signature(TASK_PREDICT, kwargs=kwargs)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                self._thread, lambda: signature.apply_async(task_id=task_id, kwargsrepr=summary)
+                self._thread,
+                lambda: signature.apply_async(
+                    task_id=task_id, kwargsrepr=summary, headers=headers or None
+                ),
             )
         except Exception as exc:  # kombu raises several unrelated types for a dead broker
             raise BrokerUnavailable() from exc

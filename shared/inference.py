@@ -1,15 +1,21 @@
 """From encoded image files to answers: decode, normalise, predict in one vectorised call.
 
 One bad image fails only its own item, so a batch of uploads is answered in order.
+
+Inside a recording span (a traced task), each image's decode and normalisation and the
+batch's prediction are spans of their own; otherwise no span is started at all, which
+keeps untraced batches as fast as before (a no-op span still costs microseconds per image).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 from PIL import Image
 
 from shared.errors import ServiceError
@@ -17,10 +23,20 @@ from shared.imaging import decode_image
 from shared.model import Model
 from shared.normalize import to_mnist
 
+tracer = trace.get_tracer(__name__)
+
 
 def prepare(data: bytes, max_pixels: int) -> np.ndarray:
     """One upload as a (784,) float32 MNIST-like vector; raises ``ServiceError``."""
     return to_mnist(decode_image(data, max_pixels)).reshape(-1)
+
+
+def _prepare_traced(data: bytes, max_pixels: int, position: int) -> np.ndarray:
+    """``prepare`` as two spans, ``decode`` and ``normalise``."""
+    with tracer.start_as_current_span("decode", attributes={"mnist.position": position}):
+        image = decode_image(data, max_pixels)
+    with tracer.start_as_current_span("normalise", attributes={"mnist.position": position}):
+        return to_mnist(image).reshape(-1)
 
 
 def as_data_url(pixels: np.ndarray) -> str:
@@ -35,17 +51,26 @@ def predict_files(
 ) -> list[dict[str, Any]]:
     """``shared.schemas.TaskItem`` bodies for ``files``, in order; ``return_inputs``: the
     positions whose answer also carries the image the model saw."""
+    traced = trace.get_current_span().is_recording()
     items: list[dict[str, Any]] = [{"prediction": None, "error": None} for _ in files]
     vectors: list[np.ndarray] = []
     positions: list[int] = []
     for position, data in enumerate(files):
         try:
-            vectors.append(prepare(data, max_pixels))
+            if traced:
+                vectors.append(_prepare_traced(data, max_pixels, position))
+            else:
+                vectors.append(prepare(data, max_pixels))
             positions.append(position)
         except ServiceError as exc:
             items[position]["error"] = exc.to_dict()
     if vectors:
-        predictions = model.predict(np.stack(vectors))
+        with (
+            tracer.start_as_current_span("predict", attributes={"mnist.images": len(vectors)})
+            if traced
+            else nullcontext()
+        ):
+            predictions = model.predict(np.stack(vectors))
         for position, vector, prediction in zip(positions, vectors, predictions, strict=True):
             if position in return_inputs:
                 prediction["input_image"] = as_data_url(vector)

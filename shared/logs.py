@@ -2,7 +2,9 @@
 
 Fields given with ``extra=`` become top-level keys, and the current request id (a
 context variable the API sets per request) is added to every line, so one grep for an
-id follows a request from the API into the worker.
+id follows a request from the API into the worker. With tracing on (``shared.tracing``),
+a line written inside a span also carries that span's ``trace_id`` and ``span_id``, the
+ids a tracing backend shows, so a trace leads to its log lines and back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -38,6 +42,10 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             entry["request_id"] = request_id
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # never with tracing off: no span is ever current then
+            entry["trace_id"] = trace.format_trace_id(span.trace_id)
+            entry["span_id"] = trace.format_span_id(span.span_id)
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in _DROPPED and not key.startswith("_"):
                 entry[key] = value

@@ -9,9 +9,11 @@ them.
 As the worker starts, before its pool forks: JSON logs (replacing the handlers Celery has
 just installed), the served model (trained first if missing, under a file lock, with every
 core), and one BLAS thread. The pool processes inherit all three. In each pool process as
-it starts: the model follower (``worker.model_reload``) and that process's heartbeat,
-stopped (its key deleted) as the process ends. With a pool that does not fork (solo,
-threads), the worker's own process runs them.
+it starts: the model follower (``worker.model_reload``), that process's heartbeat,
+stopped (its key deleted) as the process ends, and, when ``OTEL_TRACES_EXPORTER`` asks for
+it (``shared.tracing``), tracing: its exporter threads and Celery's OpenTelemetry
+instrumentation, which must start after the fork, and flush as the process ends. With a
+pool that does not fork (solo, threads), the worker's own process runs them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import redis
 from celery import bootsteps
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_process_init, worker_process_shutdown
+from opentelemetry import trace
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from threadpoolctl import threadpool_limits
 
 from shared import redis_clients
@@ -32,6 +36,7 @@ from shared.errors import ServiceError
 from shared.logs import configure_logging
 from shared.model import Model
 from shared.settings import Settings
+from shared.tracing import Tracing, TracingConfigError
 from worker import model_reload
 from worker.heartbeat import Heartbeat, forget_node
 
@@ -47,6 +52,11 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         configure_logging(self.settings.log_level, service="worker")
+        try:
+            self.tracing = Tracing("mnist-worker")
+        except TracingConfigError as exc:
+            log.critical(str(exc))
+            raise SystemExit(1) from None
         self.follower = model_reload.follower(self.settings)
         try:
             serving = self.follower.load_initial()
@@ -75,6 +85,13 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
 
     def _process_started(self, **_: Any) -> None:
         """In each pool process (and in the worker's own with a pool that does not fork)."""
+        if self.tracing.provider is not None:
+            self.tracing.start()
+            # Our own spans (shared.inference, worker.tasks) use the global provider.
+            trace.set_tracer_provider(self.tracing.provider)
+            # The instrumentor leaves its constructor unannotated.
+            instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
+            instrumentor.instrument(tracer_provider=self.tracing.provider)
         self.follower.start()
         client = redis_clients.sync_client(self.settings)
         self.heartbeat = Heartbeat(client, self.hostname, self._serving)
@@ -85,6 +102,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None
+        self.tracing.shutdown()
 
     def start(self, worker: Any) -> None:
         self.hostname = str(getattr(worker, "hostname", None) or self.hostname)
@@ -105,6 +123,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
                 "model_version": self.follower.load_initial().model.version,
                 "model_reload_seconds": self.settings.model_reload_seconds,
                 "model_path": str(self.settings.model_path),
+                "tracing": self.tracing.enabled,
                 "celery": celery.__version__,
             },
         )

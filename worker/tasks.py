@@ -2,6 +2,11 @@
 
 It decodes the JSON-safe payload, hands the images to ``shared.inference`` and returns a
 JSON-safe dict. Everything else (limits, normalisation, the model) lives in ``shared/``.
+
+Traced (``worker.lifecycle`` turns Celery's OpenTelemetry instrumentation on), the task runs
+inside its ``run/mnist.predict`` span, continuing the trace whose context the API put in
+the task's headers; the time the task spent queued becomes a ``queue wait`` span beside
+it, from the API's ``enqueued_at`` to the task's start.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.celery import celery_getter
 
 from shared import redis_clients
 from shared.errors import InvalidInput, PredictionFailed, PredictionTimeout, ServiceError
@@ -25,6 +32,7 @@ from shared.settings import Settings
 from worker import model_reload
 
 log = logging.getLogger("worker.tasks")
+tracer = trace.get_tracer(__name__)
 
 
 def get_model(settings: Settings) -> Model:
@@ -70,6 +78,21 @@ def _decode_payload(images: list[str]) -> tuple[list[bytes], set[int]]:
     return decoded, invalid
 
 
+def _trace_queue_wait(task: Task, enqueued_at: float | None, started: float) -> None:
+    """A ``queue wait`` span from the enqueue to now, with the task span's own parent (the
+    API's publish span, read from the headers as the instrumentation reads them)."""
+    if enqueued_at is None or not trace.get_current_span().is_recording():
+        return
+    parent = propagate.extract(task.request, getter=celery_getter)
+    span = tracer.start_span(
+        "queue wait",
+        context=parent,
+        start_time=int(enqueued_at * 1e9),
+        attributes={"messaging.message.id": task.request.id or ""},
+    )
+    span.end(end_time=max(int(started * 1e9), int(enqueued_at * 1e9)))
+
+
 def _failed_items(count: int, error: ServiceError) -> list[dict[str, Any]]:
     return [{"prediction": None, "error": error.to_dict()} for _ in range(count)]
 
@@ -113,6 +136,7 @@ def predict(
     return_inputs: list[int] | None = None,
 ) -> dict[str, Any]:
     started = time.time()
+    _trace_queue_wait(task, enqueued_at, started)
     settings = task.settings
     request_ids = request_ids or []
     attempts = task.attempts()
