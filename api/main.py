@@ -54,11 +54,14 @@ def _admission(settings: Settings) -> Admission:
     )
 
 
-def create_app(settings: Settings | None = None, configure_logs: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, configure_logs: bool = False, tracing: Tracing | None = None
+) -> FastAPI:
     """The app; ``configure_logs``: install the JSON log handlers when the server starts
-    (not on import, so importing this module changes no global state)."""
+    (not on import, so importing this module changes no global state); ``tracing``: from
+    the ``OTEL_*`` variables unless given."""
     settings = settings or get_settings()
-    tracing = Tracing("mnist-api")
+    tracing = tracing or Tracing("mnist-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -78,10 +78,12 @@ class Tracing:
     process that uses them (after a fork, for a worker's pool process).
     """
 
-    def __init__(self, service_name: str) -> None:
-        self._exporters = _entry_points(exporter_names())
+    def __init__(self, service_name: str, exporters: list[SpanExporter] | None = None) -> None:
+        """``exporters``: these instead of those ``OTEL_TRACES_EXPORTER`` names (tests)."""
+        self._exporters: list[SpanExporter] | None = exporters
+        self._entry_points = [] if exporters is not None else _entry_points(exporter_names())
         self.provider: TracerProvider | None = None
-        if not self._exporters:
+        if not self._exporters and not self._entry_points:
             return
         resource = Resource.create()
         # OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) wins over ours.
@@ -97,8 +99,8 @@ class Tracing:
     def start(self) -> None:
         if self.provider is None or self._started:
             return
-        for point in self._exporters:
-            exporter: SpanExporter = point.load()()
+        exporters = self._exporters or [point.load()() for point in self._entry_points]
+        for exporter in exporters:
             self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self._started = True
 

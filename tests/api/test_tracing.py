@@ -1,0 +1,47 @@
+"""The API's spans in one process (embedded mode): FastAPI's HTTP span with our publish
+span inside it. Across real processes: ``tests/integration/test_tracing_live.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from api.main import create_app
+from shared.settings import Settings
+from shared.tracing import Tracing
+from tests.images import png
+
+
+def test_a_traced_request_holds_its_publish_span_and_logs_its_ids(
+    embedded_settings: Settings, digits: list[np.ndarray]
+) -> None:
+    exported = InMemorySpanExporter()
+    app = create_app(embedded_settings, tracing=Tracing("mnist-api", exporters=[exported]))
+    with TestClient(app) as client:
+        answer = client.post("/predict/mnist", files={"file": ("7.png", png(digits[7]))})
+    assert answer.status_code == 200, answer.text
+    spans = exported.get_finished_spans()  # all of them: the app's shutdown flushed them
+    [http] = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert http.name == "POST /predict/mnist"
+    assert http.resource.attributes["service.name"] == "mnist-api"
+    [publish] = [span for span in spans if span.name == "apply_async/mnist.predict"]
+    by_id = {span.context.span_id: span for span in spans if span.context is not None}
+    ancestor = publish.parent
+    while ancestor is not None and ancestor.span_id != http.context.span_id:
+        ancestor = by_id[ancestor.span_id].parent
+    assert ancestor is not None, "the publish span is not inside the HTTP span"
+
+
+def test_untraced_the_app_makes_no_spans(
+    embedded_settings: Settings, digits: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    tracing = Tracing("mnist-api")
+    assert not tracing.enabled
+    with TestClient(create_app(embedded_settings, tracing=tracing)) as client:
+        answer = client.post("/predict/mnist", files={"file": ("7.png", png(digits[7]))})
+    assert answer.status_code == 200
+    assert not client.app.state.jobs.tracer  # type: ignore[attr-defined]
