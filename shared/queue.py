@@ -73,7 +73,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Publishing must fail fast when Redis is gone: a 503, never a hang.
         "task_publish_retry": False,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
+        # Task events (for Flower) only when asked for. The API's fast path never sends a
+        # task-sent event: a task appears in Flower once a worker receives it.
+        "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         # Embedded mode runs tasks in-process; their results still go where polling looks.
         "task_always_eager": settings.embedded,

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     task_soft_time_limit_seconds: float = Field(default=20.0, gt=0)
     task_time_limit_seconds: float = Field(default=30.0, gt=0)
     task_max_retries: int = Field(default=2, ge=0)
+    task_events: bool = Field(
+        default=False,
+        description="Workers send Celery task events (what Flower shows); off, they cost "
+        "nothing (see the README's Performance section for what they cost on).",
+    )
     visibility_timeout_seconds: int = Field(
         default=60, ge=2, description="A vanished worker's unacked task returns after this."
     )
