@@ -94,6 +94,8 @@ trap 'exit 130' INT TERM
 
 # --- 2. build and start with several workers -----------------------------------------------
 say "project $COMPOSE_PROJECT_NAME, API on $URL, MNIST from $MNIST_HOST_DIR, TRAIN_LIMIT=$TRAIN_LIMIT"
+# The optional "flower" profile stays out of this run; its service must still be valid.
+compose --profile flower config --quiet || { say "FAIL: the flower profile does not parse"; exit 1; }
 started=$(now)
 compose build >"$LOGS/build.log" 2>&1
 say "build: $(since "$started") s (api + worker images)"

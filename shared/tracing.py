@@ -83,6 +83,7 @@ class Tracing:
         self._exporters: list[SpanExporter] | None = exporters
         self._entry_points = [] if exporters is not None else _entry_points(exporter_names())
         self.provider: TracerProvider | None = None
+        self._started = False
         if not self._exporters and not self._entry_points:
             return
         resource = Resource.create()
@@ -90,7 +91,6 @@ class Tracing:
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: service_name}))
         self.provider = TracerProvider(resource=resource)
-        self._started = False
 
     @property
     def enabled(self) -> bool:
