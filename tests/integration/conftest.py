@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,18 @@ def submit(base: str, data: bytes) -> str:
     )
     assert response.status_code == 202, response.text
     return str(response.json()["job_id"])
+
+
+def predict(base: str, data: bytes, request_id: str) -> dict[str, Any]:
+    """A sync prediction sent with our own request id; its answer."""
+    response = httpx.post(
+        base + "/predict/mnist",
+        files={"file": ("d.png", data)},
+        headers={"x-request-id": request_id},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 def job(base: str, job_id: str) -> dict:

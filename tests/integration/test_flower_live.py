@@ -12,7 +12,7 @@ import pytest
 
 from bench.procs import Proc, free_port, wait_until
 from tests.images import png
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, predict
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,7 @@ def test_flower_shows_the_workers_and_the_tasks_they_ran(
     workers = _get(flower_url, "/api/workers")
     assert any(name.startswith("flowered@") for name in workers), workers
 
-    answer = httpx.post(
-        base + "/predict/mnist",
-        files={"file": ("7.png", png(digits[7]))},
-        headers={"x-request-id": "seen-in-flower"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
+    predict(base, png(digits[7]), request_id="seen-in-flower")
 
     def our_task() -> dict[str, Any] | None:
         tasks = _get(flower_url, "/api/tasks") or {}

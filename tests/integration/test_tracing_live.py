@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import numpy as np
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -19,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from bench.procs import free_port, wait_until
 from tests.images import png
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, predict
 
 pytestmark = pytest.mark.integration
 
@@ -118,14 +117,7 @@ def test_a_request_is_one_trace_from_the_api_through_the_queue_into_the_worker(
     # Prefork: the worker's tracing starts in its pool process, after the fork.
     worker = stack.worker("traced", concurrency=1, **tracing)
     api, base = stack.api(**tracing)
-    answer = httpx.post(
-        base + "/predict/mnist",
-        files={"file": ("7.png", png(digits[7]))},
-        headers={"x-request-id": "trace-me"},
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["prediction"] == "7"
+    assert predict(base, png(digits[7]), request_id="trace-me")["prediction"] == "7"
 
     def access_lines() -> list[dict[str, object]]:
         return [
@@ -171,9 +163,13 @@ def test_a_request_is_one_trace_from_the_api_through_the_queue_into_the_worker(
         assert by_name[stage].parent_id == run.span_id
 
     # The worker's log line for the task names the same trace and the task's span.
-    [done] = [
-        entry
-        for entry in _json_lines(worker.log())
-        if entry.get("msg") == "task done" and "trace-me" in str(entry.get("request_ids"))
-    ]
+    def task_lines() -> list[dict[str, object]]:
+        return [
+            entry
+            for entry in _json_lines(worker.log())
+            if entry.get("msg") == "task done" and "trace-me" in str(entry.get("request_ids"))
+        ]
+
+    wait_until(lambda: bool(task_lines()), 10, "the task's log line")
+    [done] = task_lines()
     assert (done["trace_id"], done["span_id"]) == (trace_id, run.span_id)
