@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, SpanKind, Tracer
 from redis.exceptions import RedisError
 
@@ -163,7 +164,11 @@ class JobQueue:
         # One per request (a batch request's uploads share theirs), in order.
         by_id = {(u.span.trace_id, u.span.span_id): u.span for u in uploads if u.span}
         spans = [span for span in by_id.values() if span.is_valid]
-        parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0])) if spans else None
+        # From an empty context, never the current one: this runs in a task the batcher
+        # started from whichever request flushed it, whose span and baggage are not ours.
+        parent = Context()
+        if spans:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(spans[0]), parent)
         with self.tracer.start_as_current_span(
             f"apply_async/{TASK_PREDICT}",
             context=parent,
@@ -177,9 +182,10 @@ class JobQueue:
                 "mnist.images": len(uploads),
                 "mnist.requests": max(1, len(spans)),
             },
-        ):
+        ) as span:
             headers: dict[str, str] = {}
-            propagate.inject(headers)
+            # The span alone: the current context may still hold the flushing request's.
+            propagate.inject(headers, context=trace.set_span_in_context(span, Context()))
             yield headers
 
     async def _track(self, task_id: str, images: int) -> None:

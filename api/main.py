@@ -7,6 +7,7 @@ model, except in embedded mode (see ``api.embedded``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -104,14 +105,17 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.jobs.stop()
-            await listener.stop()
-            if isinstance(publisher, CeleryTaskPublisher):
-                publisher.close()
-            if messages is not None:
-                messages.close()
-            await redis.aclose()
-            tracing.shutdown()
+            try:
+                await app.state.jobs.stop()
+                await listener.stop()
+                if isinstance(publisher, CeleryTaskPublisher):
+                    publisher.close()
+                if messages is not None:
+                    messages.close()
+                await redis.aclose()
+            finally:
+                # Flushing may wait for an exporter's timeout: off the event loop.
+                await asyncio.to_thread(tracing.shutdown)
 
     # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN; these serve the same
     # files from the package, so the docs work on a machine without internet.
@@ -130,6 +134,7 @@ def create_app(
             "tracer_provider": tracing.provider,
             "metrics": False,
             "logs": False,
+            "auto_configure": False,  # OTEL_* alone decide (FASTAPI_OTEL_AUTO_CONFIGURE aside)
         },
     )
     app.state.settings = settings

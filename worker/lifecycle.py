@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any, ClassVar
 
 import celery
@@ -75,6 +76,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         threadpool_limits(1)
         self.hostname = str(getattr(worker, "hostname", None) or "worker")
         self.heartbeat: Heartbeat | None = None
+        self._started_in = 0  # the pid _process_started ran in, until it stops
         uid = f"mnist-lifecycle-{id(self)}"
         worker_process_init.connect(self._process_started, weak=False, dispatch_uid=uid)
         worker_process_shutdown.connect(self._process_stopping, weak=False, dispatch_uid=uid)
@@ -85,6 +87,9 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
 
     def _process_started(self, **_: Any) -> None:
         """In each pool process (and in the worker's own with a pool that does not fork)."""
+        if self._started_in == os.getpid():  # a pool may also send worker_process_init
+            return
+        self._started_in = os.getpid()
         if self.tracing.provider is not None:
             self.tracing.start()
             # Our own spans (shared.inference, worker.tasks) use the global provider.
@@ -98,6 +103,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery 
         self.heartbeat.start()
 
     def _process_stopping(self, **_: Any) -> None:
+        self._started_in = 0
         self.follower.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()

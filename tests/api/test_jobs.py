@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio
-from opentelemetry import trace
+from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -105,8 +105,13 @@ def test_a_traced_task_continues_its_request_and_links_the_requests_it_gathered(
     tracer = provider.get_tracer("test")
 
     async def upload(jobs: JobQueue, name: str) -> JobRef:
-        with tracer.start_as_current_span(name):  # as FastAPI's span around a request
-            return await jobs.submit(name.encode())
+        # As FastAPI's span around a request, with baggage a client sent.
+        token = context.attach(baggage.set_baggage("client", name))
+        try:
+            with tracer.start_as_current_span(name):
+                return await jobs.submit(name.encode())
+        finally:
+            context.detach(token)
 
     async def scenario(jobs: JobQueue) -> None:
         await upload(jobs, "request-1")  # takes the only slot: the next two gather
@@ -129,6 +134,7 @@ def test_a_traced_task_continues_its_request_and_links_the_requests_it_gathered(
     headers = queued_headers(private_redis)
     assert [h["traceparent"] for h in headers] == [traceparent(alone), traceparent(gathered)]
     assert headers[1]["id"] == gathered.attributes["messaging.message.id"]
+    assert not any("baggage" in h for h in headers)  # a client's baggage stays in the API
 
 
 def test_untraced_tasks_carry_no_trace_headers(private_redis: RedisServer) -> None:
