@@ -60,3 +60,18 @@ def test_the_step_starts_and_stops_each_process_heartbeat(
         uid = f"mnist-lifecycle-{id(step)}"
         worker_process_init.disconnect(dispatch_uid=uid)
         worker_process_shutdown.disconnect(dispatch_uid=uid)
+
+
+def test_a_tracing_typo_stops_the_worker_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    monkeypatch.setattr(lifecycle, "configure_logging", lambda *_, **__: None)
+    step_class = type("TestLifecycle", (lifecycle.WorkerLifecycle,), {"settings": Settings()})
+    worker = SimpleNamespace(hostname="node@test", pool=None, app=SimpleNamespace(tasks={}))
+    with pytest.raises(SystemExit) as stopped:
+        step_class(worker)
+    assert stopped.value.code == 1
+    [record] = [r for r in caplog.records if r.name == "worker"]
+    assert record.levelname == "CRITICAL"
+    assert "zipkin, which is not installed" in record.getMessage()
