@@ -14,8 +14,8 @@ Pipeline
    under alpha = 0 never matters), the background colour and noise level are estimated from
    the border ring, and a signed "ink" map is the projection of (pixel - background) onto
    the ink colour direction (this decides polarity and handles tinted/coloured images).
-3. The ink is segmented (light smoothing when noisy, threshold relative to the stroke
-   level and the noise), connected components far from the digit or tiny are dropped.
+3. The ink is segmented (light smoothing when noisy, a hysteresis threshold relative to the
+   stroke level and the noise), connected components far from the digit or tiny are dropped.
 4. Stage 2: if the digit is small in the reduced copy but the source has more pixels, the
    digit's region is cropped from the full-resolution source and re-analysed there.
 5. The digit's box is resampled into <= 20x20, placed by centre of mass and stretched.
@@ -44,6 +44,8 @@ DETAIL_MIN = 56  # below this digit size (working px) re-crop from the source if
 DETAIL_TARGET = 96  # digit size (px) aimed at when re-cropping from the source
 MIN_CONTRAST = 0.06  # minimum ink contrast (fraction of full range) to count as a digit
 NOISE_K = 6.0  # ... and it must stand this many noise sigmas above the background
+STRONG = 0.35  # of the stroke level: ink that starts a stroke
+FAINT = 0.15  # ... and ink that continues one (hysteresis)
 BOX = 20  # MNIST: digit box size
 SIZE = 28  # MNIST: field size
 _EXIF_ORIENTATION = 0x0112
@@ -329,13 +331,24 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
     if peak < max(MIN_CONTRAST, NOISE_K * noise_sm):
         raise NoDigitFound("Nothing stands out from the background.")
     level = float(np.median(sm[sm > 0.5 * peak]))  # stroke level
-    thr = max(0.35 * level, 4.0 * noise_sm)
-    mask = sm > thr
-    labels, n = ndimage.label(mask, structure=_STRUCT8)
+    strong = sm > max(STRONG * level, 4.0 * noise_sm)
+    faint = sm > max(FAINT * level, 4.0 * noise_sm)
+    labels, n = ndimage.label(faint, structure=_STRUCT8)
+    # Hysteresis: faint ink counts where it continues a strong stroke. Hairline upstrokes
+    # (some handwriting fonts) and blurred, low-contrast scans otherwise break a digit
+    # into pieces, of which only the largest was kept.
+    touching = np.zeros(n + 1, bool)
+    touching[labels[strong]] = True
+    touching[0] = False
+    renumber = np.cumsum(touching) * touching  # the kept components, numbered 1..n
+    labels = renumber[labels]
+    n = int(touching.sum())
+    mask = labels > 0
     if n == 0:
         raise NoDigitFound("No ink found.")
     mass = np.bincount(labels.ravel(), weights=sm.ravel(), minlength=n + 1)[1:]
-    boxes = ndimage.find_objects(labels)
+    # boxes of the strong ink only: a blurred halo or a hairline's tip does not widen them
+    boxes = ndimage.find_objects(np.where(strong, labels, 0), max_label=n)
     order = np.argsort(-mass)
     main = int(order[0])
     if mass[main] <= 0:

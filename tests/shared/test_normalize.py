@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from shared.errors import NoDigitFound
 from shared.normalize import _fast_path, to_mnist
@@ -377,6 +377,24 @@ def test_noisy_but_real_digit_is_found(digits):
     cov = frame(upscaled(digits[0], 90), (200, 200), (50, 60))
     img = np.clip(_noise(0, 3).astype(np.float32) - 60 * cov, 0, 255).astype(np.uint8)
     assert_is_digit(to_mnist(Image.fromarray(img)), digits, 0)
+
+
+def test_hairlines_hold_a_digit_together():
+    # An oval like a calligraphic 0: two short thick down-strokes, joined only by a faint
+    # hairline, and farther apart than the reach that gathers separate pieces.
+    img = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(img)
+    oval = (60, 30, 140, 170)
+    draw.arc(oval, 0, 360, fill=200, width=2)
+    draw.arc(oval, 150, 210, fill=0, width=14)
+    draw.arc(oval, 330, 30, fill=0, width=14)
+    out = to_mnist(img)
+    # both down-strokes are kept, well apart on either side of the centre; alone, one of
+    # them would be a 1 centred in the field
+    left, right = out[:, :11].max(), out[:, 17:].max()
+    assert left > 0.5 and right > 0.5, (left, right)
+    rows = np.flatnonzero(out.max(1) > 0.05)
+    assert rows[-1] - rows[0] + 1 >= 19  # the hairline oval sets the box's height
 
 
 def test_rejects_non_images():
