@@ -282,7 +282,7 @@ PARAMS: dict[str, Any] = {
     "kmeans_iter": 10,
     "loss": "hinge",
     "alpha": 1e-5,
-    "epochs": 12,
+    "epochs": 20,
 }
 
 
