@@ -340,15 +340,16 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
     touching = np.zeros(n + 1, bool)
     touching[labels[strong]] = True
     touching[0] = False
-    renumber = np.cumsum(touching) * touching  # the kept components, numbered 1..n
-    labels = renumber[labels]
-    n = int(touching.sum())
+    if not touching[1:].all():
+        renumber = np.cumsum(touching) * touching  # the kept components, numbered 1..n
+        labels = renumber[labels]
+        n = int(touching.sum())
     mask = labels > 0
     if n == 0:
         raise NoDigitFound("No ink found.")
     mass = np.bincount(labels.ravel(), weights=sm.ravel(), minlength=n + 1)[1:]
     # boxes of the strong ink only: a blurred halo or a hairline's tip does not widen them
-    boxes = ndimage.find_objects(np.where(strong, labels, 0), max_label=n)
+    boxes = ndimage.find_objects(labels * strong, max_label=n)
     order = np.argsort(-mass)
     main = int(order[0])
     if mass[main] <= 0:
