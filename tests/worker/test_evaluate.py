@@ -12,6 +12,7 @@ from sklearn.calibration import calibration_curve
 from shared.model import expected_calibration_error
 from shared.settings import get_settings
 from worker import evaluate
+from worker.handwriting import SET_NAMES, make_sets
 
 
 def test_evaluate_reports_and_plots(
@@ -58,6 +59,9 @@ def test_evaluate_reports_and_plots(
         assert sets["styles"]["images"] == 10
         assert sets["uci"]["images"] in (898, 899)
         assert all(0.5 < row["accuracy"] <= 1.0 for row in sets.values())
+    assert list(report["handwriting_fitted_on_dev"]) == list(SET_NAMES)
+    assert all(0.0 <= value <= 1.0 for value in report["handwriting_fitted_on_dev"].values())
+    assert "reference, not the model" in out
     assert report["training"]["train_images"] > 0
     for name in ("confusion_matrix.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 5_000
@@ -111,3 +115,12 @@ def test_reliability_agrees_with_sklearn_and_the_training_ece() -> None:
         assert evaluate.calibration_error(bins) == pytest.approx(
             expected_calibration_error(probs, labels, n_bins=n_bins), abs=1e-12
         )
+
+
+def test_the_fitted_on_dev_reference_learns_the_set_and_counts_refusals_as_wrong() -> None:
+    dev, test = make_sets("dev", 40)["lowres"], make_sets("test", 40)["lowres"]
+    blank = evaluate.png(np.full((28, 28), 255, np.uint8))  # the normaliser refuses it
+    max_pixels = get_settings().max_image_pixels
+    accuracy = evaluate.fitted_on_dev_accuracy(dev, [*test, (blank, 3)], max_pixels)
+    assert 0.7 < accuracy <= 40 / 41  # learnt from 40 digits; the blank one is wrong
+    assert evaluate.fitted_on_dev_accuracy(dev, [(blank, 3)], max_pixels) == 0.0
