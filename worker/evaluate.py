@@ -320,12 +320,22 @@ def print_report(report: dict[str, Any]) -> None:
         out(f"wrote {path}\n")
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-set", type=int, default=500, help="images per real-world set")
     parser.add_argument("--seed", type=int, default=1, help="seed of the real-world sets")
     parser.add_argument(
-        "--handwriting", type=int, default=500, help="images per generated handwriting set"
+        "--handwriting",
+        type=_at_least_two,
+        default=500,
+        help="images per generated handwriting set (at least 2: the reference needs two digits)",
     )
     parser.add_argument("--plots", type=Path, help="write the two PNGs into this folder")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")

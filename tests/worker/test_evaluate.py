@@ -124,3 +124,10 @@ def test_the_fitted_on_dev_reference_learns_the_set_and_counts_refusals_as_wrong
     accuracy = evaluate.fitted_on_dev_accuracy(dev, [*test, (blank, 3)], max_pixels)
     assert 0.7 < accuracy <= 40 / 41  # learnt from 40 digits; the blank one is wrong
     assert evaluate.fitted_on_dev_accuracy(dev, [(blank, 3)], max_pixels) == 0.0
+
+
+def test_too_few_handwriting_images_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--handwriting", "1"])
+    assert exit_.value.code == 2
+    assert "must be at least 2, not 1" in capsys.readouterr().err
