@@ -394,7 +394,7 @@ def test_hairlines_hold_a_digit_together():
     left, right = out[:, :11].max(), out[:, 17:].max()
     assert left > 0.5 and right > 0.5, (left, right)
     rows = np.flatnonzero(out.max(1) > 0.05)
-    assert rows[-1] - rows[0] + 1 >= 19  # the hairline oval sets the box's height
+    assert rows[-1] - rows[0] + 1 >= 19  # and the digit keeps its full height in the field
 
 
 def test_rejects_non_images():
