@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The same seed gives the same model on one machine, but another CPU's BLAS rounds
+# differently (README, Model): one recipe gave 49 errors on two machines, with ECE 0.0023
+# and 0.0025; the one before it 53 and 52 errors. The README states one machine's figures;
+# a model trained on another must land this close to them.
+ERRORS_SPREAD = 4
+ECE_SPREAD = 0.0008
 
 
 def test_readme_accuracy_and_ece_are_the_trained_models(full_model_path: Path) -> None:
     meta = json.loads(full_model_path.with_suffix(".json").read_text())
     readme = (REPO / "README.md").read_text()
+    row = re.search(
+        r"\| MNIST test accuracy \(10,000\) \| \*\*(\d+\.\d\d)%\*\* \((\d+) errors\)", readme
+    )
+    assert row, "README's model table should give the MNIST test accuracy and its errors"
+    stated_accuracy, stated_errors = float(row[1]), int(row[2])
+    assert stated_accuracy == round(100 - stated_errors / 100, 2), "accuracy and errors disagree"
     errors = round((1 - meta["test_accuracy"]) * 10_000)
-    accuracy = f"**{meta['test_accuracy'] * 100:.2f}%** ({errors} errors)"
-    assert accuracy in readme, f"README should say {accuracy}"
-    assert f"**{meta['test_ece']:.4f}**" in readme
+    assert abs(errors - stated_errors) <= ERRORS_SPREAD, f"trained: {errors} errors"
+    ece = re.search(r"\| expected calibration error \(15 bins\) \| \*\*(0\.\d{4})\*\*", readme)
+    assert ece, "README's model table should give the ECE"
+    assert abs(float(ece[1]) - meta["test_ece"]) <= ECE_SPREAD, f"trained: {meta['test_ece']:.4f}"
