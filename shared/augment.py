@@ -18,6 +18,7 @@ the same seed gives the same images whatever the number of cores.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -36,6 +37,7 @@ ELASTIC_PIXELS = 1.0  # largest displacement of the smooth field
 ELASTIC_SMOOTHING = 4.0  # its Gaussian sigma, pixels
 BOLDER_OR_FINER = 0.4  # share of digits whose strokes change width
 SCANNED = 0.3  # share of digits scanned at low resolution
+SCANS_STREAM = 1  # seeds ``enlarge_scans`` apart from ``augment``
 _FILTERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
@@ -85,6 +87,11 @@ def _scan(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     small = np.asarray(Image.fromarray(ink, "F").resize(size, Image.Resampling.BOX))
     if rng.random() < 0.5:  # few grey levels, as 4x4 block counts give
         small = np.round(small / max(float(small.max()), 1e-6) * 16) / 16
+    return _enlarge(small, rng)
+
+
+def _enlarge(small: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A low-resolution digit enlarged 3x to 8x by a usual filter, blurred half the time."""
     small = np.pad(small, 1)
     factor = float(rng.uniform(3, 8))
     big_size = (round(small.shape[1] * factor), round(small.shape[0] * factor))
@@ -95,32 +102,70 @@ def _scan(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return big
 
 
+def _as_upload(ink: np.ndarray) -> np.ndarray | None:
+    """Ink in [0, 1] as dark ink on white paper, as an upload would be, through the
+    normaliser: (784,) pixels, or None where it finds no digit."""
+    paper = np.round(255 - np.clip(ink, 0, 1) * 255).astype(np.uint8)
+    try:
+        return to_mnist(Image.fromarray(paper, "L")).reshape(-1)
+    except ServiceError:  # bent or scanned beyond recognition: left out
+        return None
+
+
 def _chunk(images: np.ndarray, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, index])
     digits = _pen(_bend(images.astype(np.float32) / np.float32(255), rng), rng)
     scanned = rng.random(len(digits)) < SCANNED
+    sources = (_scan(digit, rng) if scanned[i] else digit for i, digit in enumerate(digits))
+    return _uploads(sources)
+
+
+def _uploads(sources: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The sources that stay digits, as (m, 784) pixels, and their indices."""
     out, kept = [], []
-    for i, digit in enumerate(digits):
-        source = _scan(digit, rng) if scanned[i] else digit
-        # dark ink on white paper, as an upload would be
-        paper = np.round(255 - np.clip(source, 0, 1) * 255).astype(np.uint8)
-        try:
-            out.append(to_mnist(Image.fromarray(paper, "L")).reshape(-1))
-        except ServiceError:  # bent or scanned beyond recognition: left out
-            continue
-        kept.append(i)
+    for i, source in enumerate(sources):
+        pixels = _as_upload(source)
+        if pixels is not None:
+            out.append(pixels)
+            kept.append(i)
     return np.asarray(out, np.float32).reshape(-1, SIDE * SIDE), np.asarray(kept, np.int64)
 
 
-def augment(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One new version of each (n, 28, 28) uint8 digit: (m, 784) float32 pixels in [0, 1]
-    and their m labels (m <= n: a digit the normaliser no longer finds is left out)."""
-    starts = range(0, len(images), CHUNK)
+def _scans_chunk(scans: np.ndarray, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, SCANS_STREAM, index])
+    return _uploads(_enlarge(scan, rng) for scan in scans)
+
+
+def _in_parallel(
+    work: Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]],
+    items: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    starts = range(0, len(items), CHUNK)
+    if not starts:
+        return np.zeros((0, SIDE * SIDE), np.float32), labels[:0]
     jobs = min(os.cpu_count() or 1, len(starts))
     parts = Parallel(n_jobs=jobs)(
-        delayed(_chunk)(images[start : start + CHUNK], seed, index)
+        delayed(work)(items[start : start + CHUNK], seed, index)
         for index, start in enumerate(starts)
     )
     pixels = np.concatenate([part[0] for part in parts])
     kept = np.concatenate([start + part[1] for start, part in zip(starts, parts, strict=True)])
     return pixels, labels[kept]
+
+
+def augment(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One new version of each (n, 28, 28) uint8 digit: (m, 784) float32 pixels in [0, 1]
+    and their m labels (m <= n: a digit the normaliser no longer finds is left out)."""
+    return _in_parallel(_chunk, images, labels, seed)
+
+
+def enlarge_scans(
+    scans: np.ndarray, labels: np.ndarray, copies: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` uploads of each low-resolution scan ((n, h, w) ink in [0, 1], such as
+    ``shared.optdigits``'): enlarged as in step 3, each copy its own way,
+    put on paper and through the normaliser. (m, 784) float32 pixels and their m labels."""
+    repeated = np.concatenate([scans] * copies) if copies > 0 else scans[:0]
+    return _in_parallel(_scans_chunk, repeated, np.tile(labels, copies), seed)

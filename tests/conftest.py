@@ -2,7 +2,9 @@
 
 MNIST comes from ``MNIST_DATA_DIR`` (CI points it at ``../shared/data/mnist``, which is
 also the fallback here). Tests that need a model train a small one once per session on
-a subset, which takes about a second.
+a subset, which takes about a second. UCI's optdigits training scans, which the full
+recipe adds, are fetched once into the user's cache (``shared/optdigits.py``); where that
+fails the tests that need them skip, unless ``REQUIRE_OPTDIGITS=1`` (CI).
 
 Redis: a private ``redis-server`` on a free port when the binary exists (so tests may
 restart it and flush it: all its data is theirs); otherwise the one on 127.0.0.1:6379,
@@ -27,6 +29,8 @@ from fastapi.testclient import TestClient
 
 from bench.procs import Proc, free_port, redis_server_args, wait_until
 from shared import model as model_store
+from shared import optdigits
+from shared.errors import DatasetError
 from shared.mnist import FILES, load_split
 from shared.settings import Settings
 from shared.versions import ensure_served
@@ -168,18 +172,36 @@ def small_model_path(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def full_model_path(mnist_dir: Path) -> Path:
+def optdigits_dir() -> Path:
+    """The folder holding UCI's optdigits training scans: the user's cache, filled once."""
+    folder = Path.home() / ".cache" / "mnist-service"
+    try:
+        optdigits.load_training_scans(None, folder)
+    except DatasetError as exc:
+        if os.environ.get("REQUIRE_OPTDIGITS") == "1":
+            pytest.fail(f"{exc} (REQUIRE_OPTDIGITS=1)")
+        pytest.skip(str(exc))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def full_model_path(mnist_dir: Path, optdigits_dir: Path) -> Path:
     """The real model (all 60,000 images), trained once and cached across test runs.
 
-    The cache file is named after the recipe's sources (the pipeline, the augmentation and
-    the normaliser it trains through), so a change to them trains a new one;
+    The cache file is named after the recipe's sources (the pipeline, the augmentation, the
+    normaliser it trains through, the training data), so a change to them trains a new one;
     ``shared.model`` verifies it (sha256, scikit-learn version) on every load.
     """
-    recipe_files = ("features.py", "augment.py", "normalize.py")
+    recipe_files = ("features.py", "augment.py", "normalize.py", "model.py", "optdigits.py")
     sources = b"".join((REPO / "shared" / name).read_bytes() for name in recipe_files)
     recipe = hashlib.sha256(sources).hexdigest()[:12]
     path = Path.home() / ".cache" / "mnist-service" / f"test-full-model-{recipe}.joblib"
-    settings = Settings(model_path=path, mnist_data_dir=mnist_dir, mnist_cache_dir=path.parent)
+    settings = Settings(
+        model_path=path,
+        mnist_data_dir=mnist_dir,
+        mnist_cache_dir=path.parent,
+        optdigits_data_dir=optdigits_dir,
+    )
     ensure_served(settings, report=print)
     return path
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared import augment
+from shared import augment, optdigits
 
 
 def test_same_seed_same_images_and_labels_follow(mnist) -> None:
@@ -41,3 +41,18 @@ def test_chunks_do_not_depend_on_the_number_of_cores(mnist, monkeypatch) -> None
     monkeypatch.setattr(augment.os, "cpu_count", lambda: 1)
     one, _ = augment.augment(images[:200], labels[:200], seed=1)
     assert np.array_equal(many, one)
+
+
+def test_scans_are_enlarged_into_uploads_each_copy_its_own(optdigits_dir) -> None:
+    scans, labels = optdigits.load_training_scans(optdigits_dir, optdigits_dir)
+    scans, labels = scans[:100], labels[:100]
+    pixels, kept_labels = augment.enlarge_scans(scans, labels, copies=2, seed=0)
+    again, _ = augment.enlarge_scans(scans, labels, copies=2, seed=0)
+    assert np.array_equal(pixels, again)
+    assert pixels.shape == (200, 784)  # every 8x8 scan stays a digit
+    assert np.array_equal(kept_labels, np.tile(labels, 2))
+    digits = pixels.reshape(-1, 28, 28)
+    assert np.allclose(digits.max(axis=(1, 2)), 1.0)  # normalised as uploads are
+    # the two copies of a scan were enlarged differently
+    assert np.abs(digits[:50] - digits[100:150]).mean(axis=(1, 2)).min() > 0.001
+    assert augment.enlarge_scans(scans, labels, copies=0, seed=0)[0].shape == (0, 784)
