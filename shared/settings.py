@@ -84,9 +84,15 @@ class Settings(BaseSettings):
     )
     mnist_data_dir: Path | None = None
     mnist_cache_dir: Path = Path.home() / ".cache" / "mnist-service"
+    optdigits_data_dir: Path | None = None
     train_seed: int = 0
     train_limit: int | None = Field(
         default=None, ge=100, description="Train on the first N images only (tests)."
+    )
+    train_other_writers: bool | None = Field(
+        default=None,
+        description="Also train on UCI's optdigits training scans (30 writers MNIST lacks); "
+        "unset: unless TRAIN_LIMIT is set.",
     )
 
     # --- HTTP ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_readme_accuracy_and_ece_are_the_trained_models(full_model_path: Path) -
     meta = json.loads(full_model_path.with_suffix(".json").read_text())
     readme = (REPO / "README.md").read_text()
     row = re.search(
-        r"\| MNIST test accuracy \(10,000\) \| \*\*(\d+\.\d\d)%\*\* \((\d+) errors\)", readme
+        r"\| MNIST test accuracy \(10,000\) \| \*\*(\d+\.\d\d)%\*\* \((\d+) errors[;)]", readme
     )
     assert row, "README's model table should give the MNIST test accuracy and its errors"
     stated_accuracy, stated_errors = float(row[1]), int(row[2])

@@ -105,7 +105,7 @@ def fitted_on_dev_accuracy(
     """Accuracy on ``test`` of a reference classifier fitted on ``dev``, the other part of
     the same set: the model's Deskew and HOG steps, then an RBF SVM. It shows what these
     features allow once the training data has the set's own writers, fonts and rendering,
-    which the served model (trained on MNIST alone) never sees. An upload the normaliser
+    which the served model never sees. An upload the normaliser
     refuses is left out of the fit and counts as wrong in the score."""
 
     def pixels(items: list[tuple[bytes, int]]) -> tuple[np.ndarray, np.ndarray]:

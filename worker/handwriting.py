@@ -2,7 +2,9 @@
 
 Evaluation tooling of the worker side, like ``worker/realworld.py``: ``python -m
 worker.evaluate`` reports the model's accuracy on these sets and the tests use them. No
-MNIST digit goes into any of them, and training never sees them.
+MNIST digit goes into any of them, and training never sees them (training's optdigits
+scans are by other writers than ``uci``'s; ``tests/shared/test_optdigits.py`` checks that
+no scan is in both).
 
 ``make_sets(part, n)`` builds ``{"styles": [...], "lowres": [...], "fonts": [...], "uci":
 [...]}``, each a list of ``(encoded image file bytes, label)``. There are two parts that
@@ -17,7 +19,8 @@ share no image: ``"dev"``, which the project tunes on, and ``"test"``, reported 
 - fonts:  digits in handwriting-style fonts (Debian's ``fonts-*`` packages listed in
           ``HANDWRITING_FONTS``), slightly rotated, either polarity.
 - uci:    scans bundled with scikit-learn (``sklearn.datasets.load_digits``: 8x8, 17 grey
-          levels, written by people other than MNIST's), upscaled 3x to 16x with a random
+          levels, UCI optdigits' test part, by 13 people who are neither MNIST's writers nor
+          the 30 of the training part ``shared.model`` adds), upscaled 3x to 16x with a random
           filter, half of them JPEG'd: the even-numbered 899 in "dev", the odd-numbered 898
           in "test" (``n`` does not apply). Only the worker has scikit-learn, which is why
           this module lives here.

@@ -1,4 +1,4 @@
-"""``python -m worker.train``: get MNIST, train the model, store it as a version and serve it.
+"""``python -m worker.train``: get the data, train the model, store it as a version, serve it.
 
 Progress goes to stderr as JSON log lines, stage by stage, with timings. Without options a
 valid served model is kept and nothing is trained. ``--force`` trains a new version even

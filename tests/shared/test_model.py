@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared import mnist, optdigits
 from shared import model as model_store
 from shared.errors import ModelUnavailable
 from shared.model import ModelIntegrityError, expected_calibration_error, fit_temperature, softmax
@@ -132,3 +133,30 @@ def test_expected_calibration_error() -> None:
     assert expected_calibration_error(perfect, labels) == pytest.approx(0.0)
     wrong = perfect[:, ::-1]
     assert expected_calibration_error(wrong, labels) == pytest.approx(1.0)
+
+
+def test_other_writers_join_the_training_data(
+    mnist_dir: Path, optdigits_dir: Path, tmp_path: Path
+) -> None:
+    base = dict(mnist_data_dir=mnist_dir, mnist_cache_dir=tmp_path, train_limit=1000)
+    lines: list[str] = []
+    alone = model_store.train(Settings(model_path=tmp_path / "a.joblib", **base), lines.append)
+    assert alone.metadata["other_writers_images"] == 0  # TRAIN_LIMIT: MNIST only
+    assert not any("optdigits" in line for line in lines)
+    assert set(alone.metadata["data_sha256"]) == set(mnist.dataset_checksums())
+
+    both = model_store.train(
+        Settings(
+            model_path=tmp_path / "b.joblib",
+            optdigits_data_dir=optdigits_dir,
+            train_other_writers=True,
+            **base,
+        ),
+        lines.append,
+    )
+    scans = both.metadata["other_writers_images"]
+    copies = model_store.OTHER_WRITERS_COPIES
+    assert 0.98 * copies * optdigits.ROWS <= scans <= copies * optdigits.ROWS
+    assert both.metadata["train_images"] == alone.metadata["train_images"] + scans
+    assert both.metadata["data_sha256"][optdigits.FILE_NAME] == optdigits.SHA256
+    assert any("optdigits" in line for line in lines)
