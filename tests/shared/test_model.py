@@ -158,5 +158,5 @@ def test_other_writers_join_the_training_data(
     copies = model_store.OTHER_WRITERS_COPIES
     assert 0.98 * copies * optdigits.ROWS <= scans <= copies * optdigits.ROWS
     assert both.metadata["train_images"] == alone.metadata["train_images"] + scans
-    assert both.metadata["data_sha256"][optdigits.FILE_NAME] == optdigits.SHA256
+    assert both.metadata["data_sha256"][optdigits.CHECKSUM_KEY] == optdigits.SHA256
     assert any("optdigits" in line for line in lines)

