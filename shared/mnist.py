@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -110,8 +111,20 @@ def _read_verified(path: Path, spec: IdxFile) -> bytes | None:
     return data
 
 
+def _cache(raw: bytes, dest: Path) -> None:
+    """Keep a verified download; a cache that cannot be written only costs the next run a
+    download, so it is logged, not raised."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Written atomically, so a crash never leaves a half file that looks complete.
+        with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+            tmp.write(raw)
+        os.replace(tmp.name, dest)
+    except OSError as exc:
+        log.warning("mnist: could not cache %s (%s); using it uncached", dest, exc)
+
+
 def _download(spec: IdxFile, dest: Path, mirrors: tuple[str, ...]) -> bytes:
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     for base in mirrors:
         url = base + spec.name
@@ -119,7 +132,7 @@ def _download(spec: IdxFile, dest: Path, mirrors: tuple[str, ...]) -> bytes:
         try:
             with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (fixed URLs)
                 raw = response.read()
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:  # a dropped read is not an OSError
             errors.append(f"{url}: {exc}")
             continue
         try:
@@ -130,10 +143,7 @@ def _download(spec: IdxFile, dest: Path, mirrors: tuple[str, ...]) -> bytes:
         if sha256_hex(data) != spec.sha256:
             errors.append(f"{url}: checksum mismatch")
             continue
-        # Write atomically so a crash never leaves a half file that looks complete.
-        with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-            tmp.write(raw)
-        os.replace(tmp.name, dest)
+        _cache(raw, dest)
         return data
     raise DatasetError(
         f"Could not download MNIST's {spec.name}; tried " + "; ".join(errors) + ". Offline? "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import shutil
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,47 @@ def test_missing_files_are_downloaded_verified_and_cached(mnist_dir: Path, tmp_p
     # The second load comes from the cache; the mirrors are not needed any more.
     again = load_file("test_labels", None, cache, mirrors=("file:///nonexistent/",))
     assert np.array_equal(labels, again)
+
+
+def test_a_dropped_download_moves_on_to_the_next_mirror(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = FILES["test_labels"].name
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(mnist_dir / name, mirror / name)
+    real_urlopen = urllib.request.urlopen
+
+    class Dropped:
+        def __enter__(self) -> Dropped:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def read(self) -> bytes:
+            raise http.client.IncompleteRead(b"", 10)
+
+    def urlopen(url: str, timeout: float) -> object:
+        return Dropped() if url.startswith("https://dropped.example/") else real_urlopen(url)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    mirrors = ("https://dropped.example/", mirror.as_uri() + "/")
+    assert load_file("test_labels", None, tmp_path / "cache", mirrors=mirrors).shape == (10_000,)
+    # With no other mirror, the dropped read is a DatasetError that names it.
+    with pytest.raises(DatasetError, match="IncompleteRead"):
+        load_file("test_labels", None, tmp_path / "other", mirrors=mirrors[:1])
+
+
+def test_a_cache_that_cannot_be_written_still_loads(mnist_dir: Path, tmp_path: Path) -> None:
+    name = FILES["test_labels"].name
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(mnist_dir / name, mirror / name)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    labels = load_file("test_labels", None, blocked / "cache", mirrors=(mirror.as_uri() + "/",))
+    assert labels.shape == (10_000,)
 
 
 def test_an_unreadable_file_falls_back_to_the_cache(mnist_dir: Path, tmp_path: Path) -> None:
