@@ -6,7 +6,11 @@ Why these steps (each measured on MNIST here):
   the slant that a linear model cannot.
 * ``HOG`` turns pixels into local gradient-orientation histograms, which are far more
   tolerant of stroke width and small shifts than raw pixels: it is what takes the model
-  from about 98.8% to over 99.2%.
+  from about 98.8% to over 99.2%. Its cells blend (``HOG(blend=True)``): each shares its
+  votes with its neighbours, so a stroke a pixel to one side moves the features a little,
+  not across a cell border all at once. At seeds 0 and 1 that took the MNIST test errors
+  from 51 and 52 to 42 and 48, and the 5,000 held-out digits' from 31 and 42 to 27 and 40,
+  for about 2 microseconds per image (README, Model).
 * ``PCA`` (70 components) and ``FastNystroem`` (an RBF kernel map on 4,000 landmarks) give
   the linear ``SGDClassifier`` a kernel machine's decision boundary at a linear cost. More
   landmarks buy accuracy with the augmented training set (``shared/augment.py``) but cost
@@ -26,6 +30,7 @@ model file shrinks to about 1.5 MB.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,13 +110,30 @@ class Deskew(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn 
 
 class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
     """Histograms of oriented gradients: ``nbins`` signed orientations (linear soft
-    binning), magnitudes summed over ``cell`` x ``cell`` cells, square-rooted. Stateless."""
+    binning), magnitudes pooled over ``cell`` x ``cell`` cells, square-rooted. Stateless.
 
-    def __init__(self, nbins: int = 8, cell: int = 4) -> None:
+    ``blend`` shares each pixel's vote with the neighbouring cells, as Dalal and Triggs'
+    spatial interpolation does, so a stroke that moves by a pixel or two across a cell
+    border moves its votes gradually rather than all at once. Votes are first summed in
+    half-cells (``cell / 2`` pixels a side), and each half-cell gives 3/4 to its own cell
+    and 1/4 to the neighbour on its side (all to its own at the border): two small matrix
+    products after the same two ``bincount`` calls. Exact per-pixel weights cost twice
+    the time of the whole step for no better accuracy (README, Model). Without ``blend``
+    (models saved before it existed), each pixel votes for its own cell only.
+    """
+
+    def __init__(self, nbins: int = 8, cell: int = 4, blend: bool = False) -> None:
         self.nbins = nbins
         self.cell = cell
+        self.blend = blend
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("blend", False)  # a model saved before ``blend`` voted unblended
+        super().__setstate__(state)
 
     def fit(self, x: np.ndarray, y: Any = None) -> HOG:
+        if self.blend and (self.cell % 2 or SIDE % self.cell):
+            raise ValueError(f"blend needs an even cell that divides {SIDE}, not {self.cell}")
         self.n_features_in_ = SIDE * SIDE
         return self
 
@@ -125,25 +147,49 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
 
     def _hog(self, x: np.ndarray) -> np.ndarray:
         n, nbins = len(x), self.nbins
-        cells = SIDE // self.cell
         padded = np.zeros((n, SIDE + 2, SIDE + 2), np.float32)
         padded[:, 1:-1, 1:-1] = x.reshape(n, SIDE, SIDE)
         gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
         gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
         magnitude = np.sqrt(gx * gx + gy * gy)
         position = (np.arctan2(gy, gx) + np.float32(np.pi)) * np.float32(nbins / (2 * np.pi))
+        # position lies in [0, nbins], so truncation is floor; an integer % costs about a
+        # fifth of the step, comparisons do the wrap-around for a fraction of that
         low_f = np.floor(position)
         upper_share = position - low_f
-        low = low_f.astype(np.int64) % nbins
-        high = (low + 1) % nbins
-        cell_of = np.minimum(np.arange(SIDE) // self.cell, cells - 1)
-        cell_key = (cell_of[:, None] * cells + cell_of[None, :]) * nbins
-        key = (np.arange(n, dtype=np.int64) * (cells * cells * nbins))[:, None, None] + cell_key
-        size = n * cells * cells * nbins
+        low = low_f.astype(np.int32)
+        low[low == nbins] = 0
+        high = low + 1
+        high[high == nbins] = 0
         to_high = magnitude * upper_share
+        # the grid the votes are summed on: the cells, or half-cells when blending
+        cells = SIDE // self.cell
+        grid = 2 * cells if self.blend else cells
+        place = np.minimum(
+            np.arange(SIDE) // (self.cell // 2 if self.blend else self.cell), grid - 1
+        )
+        place_key = (place[:, None] * grid + place[None, :]) * nbins
+        key = (np.arange(n, dtype=np.int64) * (grid * grid * nbins))[:, None, None] + place_key
+        size = n * grid * grid * nbins
         hist = np.bincount((key + low).ravel(), (magnitude - to_high).ravel(), size)
         hist += np.bincount((key + high).ravel(), to_high.ravel(), size)
+        if self.blend:  # in float64 as bincount gives it: a float32 copy would cost more
+            shares = _half_cell_shares(cells)
+            rows = np.matmul(shares, hist.reshape(n, grid, grid * nbins))
+            hist = np.matmul(shares, rows.reshape(n, cells, grid, nbins))
         return np.sqrt(hist.astype(np.float32)).reshape(n, -1)
+
+
+@functools.cache
+def _half_cell_shares(cells: int) -> np.ndarray:
+    """(cells, 2 cells): what each half-cell gives each cell along one axis."""
+    shares = np.zeros((cells, 2 * cells))
+    for half in range(2 * cells):
+        own = half // 2
+        neighbour = min(max(own + (1 if half % 2 else -1), 0), cells - 1)
+        shares[own, half] += 0.75
+        shares[neighbour, half] += 0.25
+    return shares
 
 
 def kmeans_landmarks(
@@ -275,6 +321,7 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
 PARAMS: dict[str, Any] = {
     "nbins": 12,
     "cell": 4,
+    "blend": True,
     "pca_components": 70,
     "gamma": 0.03,
     "nystroem_components": 4000,
@@ -292,7 +339,7 @@ def build_pipeline(seed: int) -> Pipeline:
     return Pipeline(
         [
             ("deskew", Deskew(scale=1.0)),
-            ("hog", HOG(nbins=p["nbins"], cell=p["cell"])),
+            ("hog", HOG(nbins=p["nbins"], cell=p["cell"], blend=p["blend"])),
             # covariance_eigh: exact, and fast when samples far outnumber features.
             ("pca", PCA(p["pca_components"], svd_solver="covariance_eigh", random_state=seed)),
             (

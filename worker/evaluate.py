@@ -118,7 +118,8 @@ def fitted_on_dev_accuracy(
             labels.append(label)
         return np.asarray(rows, np.float32).reshape(-1, 28 * 28), np.asarray(labels)
 
-    reference = make_pipeline(Deskew(), HOG(PARAMS["nbins"], PARAMS["cell"]), SVC(C=10))
+    hog = HOG(PARAMS["nbins"], PARAMS["cell"], PARAMS["blend"])
+    reference = make_pipeline(Deskew(), hog, SVC(C=10))
     reference.fit(*pixels(dev))
     x_test, y_test = pixels(test)
     right = int((reference.predict(x_test) == y_test).sum()) if len(y_test) else 0

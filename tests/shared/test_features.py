@@ -1,0 +1,118 @@
+"""The pipeline's own steps: HOG's votes, with and without blending between cells."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from shared.features import HOG, SIDE
+
+
+def slow_hog(image: np.ndarray, nbins: int, cell: int, blend: bool) -> np.ndarray:
+    """HOG written pixel by pixel from its definition, to check the vectorised one."""
+    cells = SIDE // cell
+    padded = np.zeros((SIDE + 2, SIDE + 2))
+    padded[1:-1, 1:-1] = image.reshape(SIDE, SIDE)
+    hist = np.zeros((cells, cells, nbins))
+
+    def shares(index: int) -> dict[int, float]:
+        if not blend:
+            return {min(index // cell, cells - 1): 1.0}
+        half = index // (cell // 2)
+        own = half // 2
+        neighbour = min(max(own + (1 if half % 2 else -1), 0), cells - 1)
+        out = {own: 0.75}
+        out[neighbour] = out.get(neighbour, 0.0) + 0.25
+        return out
+
+    for r in range(SIDE):
+        for c in range(SIDE):
+            gx = padded[r + 1, c + 2] - padded[r + 1, c]
+            gy = padded[r + 2, c + 1] - padded[r, c + 1]
+            magnitude = math.hypot(gx, gy)
+            position = (math.atan2(gy, gx) + math.pi) * nbins / (2 * math.pi)
+            low = math.floor(position)
+            upper = position - low
+            for row_cell, row_share in shares(r).items():
+                for col_cell, col_share in shares(c).items():
+                    weight = magnitude * row_share * col_share
+                    hist[row_cell, col_cell, low % nbins] += weight * (1 - upper)
+                    hist[row_cell, col_cell, (low + 1) % nbins] += weight * upper
+    return np.sqrt(hist).ravel()
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_hog_matches_its_definition(blend: bool) -> None:
+    rng = np.random.default_rng(3)
+    images = (rng.random((3, SIDE * SIDE)) ** 3).astype(np.float32)
+    images[0, :200] = 0  # flat regions: zero gradients vote nothing
+    fast = HOG(nbins=12, cell=4, blend=blend).fit(images).transform(images)
+    slow = np.stack([slow_hog(image, 12, 4, blend) for image in images])
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_every_vote_is_counted_once(blend: bool) -> None:
+    rng = np.random.default_rng(4)
+    images = rng.random((5, SIDE * SIDE)).astype(np.float32)
+    features = HOG(nbins=12, cell=4, blend=blend).fit(images).transform(images)
+    padded = np.pad(images.reshape(-1, SIDE, SIDE), ((0, 0), (1, 1), (1, 1)))
+    gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
+    gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    # the features are square roots of the votes, which share out each gradient's magnitude
+    np.testing.assert_allclose(
+        (features.astype(np.float64) ** 2).sum(1), np.hypot(gx, gy).sum((1, 2)), rtol=1e-4
+    )
+
+
+def rightward_votes_per_cell_column(hog: HOG, image: np.ndarray) -> np.ndarray:
+    """The votes of gradients pointing right (bin 2 of 4) in the middle cell rows, which the
+    image's borders do not reach, summed per cell column, as shares."""
+    votes = (hog.fit(image[None]).transform(image.reshape(1, -1)) ** 2).reshape(7, 7, 4)
+    per_column = votes[2:5, :, 2].sum(0)
+    return np.asarray(per_column / per_column.sum())
+
+
+def test_blending_shares_a_vote_three_to_one_with_the_nearer_neighbour() -> None:
+    image = np.zeros((SIDE, SIDE), np.float32)
+    image[:, 5:] = 1.0  # one step up: rightward gradients in columns 4 and 5, cell column 1
+    # both columns are in the first half of cell 1: 3/4 to it, 1/4 to cell 0
+    blended = rightward_votes_per_cell_column(HOG(nbins=4, cell=4, blend=True), image)
+    np.testing.assert_allclose(blended, [0.25, 0.75, 0, 0, 0, 0, 0], atol=1e-6)
+    hard = rightward_votes_per_cell_column(HOG(nbins=4, cell=4), image)
+    np.testing.assert_allclose(hard, [0, 1, 0, 0, 0, 0, 0], atol=1e-6)
+
+
+def test_blending_makes_a_one_pixel_shift_change_the_features_less(
+    mnist: tuple[np.ndarray, np.ndarray],
+) -> None:
+    digits = mnist[0][:300].astype(np.float32) / 255
+    shifted = np.roll(digits, 1, axis=2)  # MNIST digits have empty borders: nothing wraps
+    change = {}
+    for blend in (False, True):
+        hog = HOG(nbins=12, cell=4, blend=blend).fit(digits)
+        before = hog.transform(digits.reshape(300, -1))
+        after = hog.transform(shifted.reshape(300, -1))
+        change[blend] = np.linalg.norm(after - before, axis=1) / np.linalg.norm(before, axis=1)
+    assert np.median(change[True]) < 0.8 * np.median(change[False])
+
+
+def test_a_model_saved_before_blending_keeps_voting_unblended() -> None:
+    state = HOG(nbins=12, cell=4).__getstate__()
+    del state["blend"]  # what a pickle from before the parameter holds
+    restored = pickle.loads(pickle.dumps(HOG(nbins=12, cell=4, blend=True)))
+    assert restored.blend is True
+    old = HOG.__new__(HOG)
+    old.__setstate__(state)
+    assert old.blend is False
+    image = np.random.default_rng(5).random((1, SIDE * SIDE)).astype(np.float32)
+    np.testing.assert_array_equal(old.transform(image), HOG(12, 4).transform(image))
+
+
+@pytest.mark.parametrize("cell", [3, 6])
+def test_blending_needs_an_even_cell_that_divides_the_side(cell: int) -> None:
+    with pytest.raises(ValueError, match="even cell"):
+        HOG(cell=cell, blend=True).fit(np.zeros((1, SIDE * SIDE), np.float32))
