@@ -6,11 +6,11 @@ Why these steps (each measured on MNIST here):
   the slant that a linear model cannot.
 * ``HOG`` turns pixels into local gradient-orientation histograms, which are far more
   tolerant of stroke width and small shifts than raw pixels: it is what takes the model
-  from about 98.8% to over 99.2%. Its cells blend (``HOG(blend=True)``): each shares its
+  from about 98.9% to over 99.2%. Its cells blend (``HOG(blend=True)``): each shares its
   votes with its neighbours, so a stroke a pixel to one side moves the features a little,
   not across a cell border all at once. At seeds 0 and 1 that took the MNIST test errors
   from 51 and 52 to 42 and 48, and the 5,000 held-out digits' from 31 and 42 to 27 and 40,
-  for about 2 microseconds per image (README, Model).
+  for about 5 microseconds per image (``python -m bench.hog_speed``; README, Model).
 * ``PCA`` (70 components) and ``FastNystroem`` (an RBF kernel map on 4,000 landmarks) give
   the linear ``SGDClassifier`` a kernel machine's decision boundary at a linear cost. More
   landmarks buy accuracy with the augmented training set (``shared/augment.py``) but cost
@@ -25,7 +25,7 @@ Why these steps (each measured on MNIST here):
 
 After training, ``compact`` folds the Nystroem normalisation matrix into the SGD weights
 (an exact reparametrisation): prediction skips a 4,000 x 4,000 product per image and the
-model file shrinks to about 1.5 MB.
+model file shrinks to about 1.4 MB.
 """
 
 from __future__ import annotations
@@ -118,8 +118,9 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
     half-cells (``cell / 2`` pixels a side), and each half-cell gives 3/4 to its own cell
     and 1/4 to the neighbour on its side (all to its own at the border): two small matrix
     products after the same two ``bincount`` calls. Exact per-pixel weights cost twice
-    the time of the whole step for no better accuracy (README, Model). Without ``blend``
-    (models saved before it existed), each pixel votes for its own cell only.
+    the time of the whole step for an accuracy within the noise of this one (README,
+    Model). Without ``blend`` (models saved before it existed), each pixel votes for its
+    own cell only.
     """
 
     def __init__(self, nbins: int = 8, cell: int = 4, blend: bool = False) -> None:
@@ -132,12 +133,16 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
         super().__setstate__(state)
 
     def fit(self, x: np.ndarray, y: Any = None) -> HOG:
-        if self.blend and (self.cell % 2 or SIDE % self.cell):
-            raise ValueError(f"blend needs an even cell that divides {SIDE}, not {self.cell}")
+        self._check()
         self.n_features_in_ = SIDE * SIDE
         return self
 
+    def _check(self) -> None:
+        if self.blend and (self.cell % 2 or SIDE % self.cell):
+            raise ValueError(f"blend needs an even cell that divides {SIDE}, not {self.cell}")
+
     def transform(self, x: np.ndarray) -> np.ndarray:
+        self._check()  # also after set_params, which skips fit
         x = np.asarray(x).reshape(-1, SIDE * SIDE)
         cells = SIDE // self.cell
         out = np.empty((len(x), cells * cells * self.nbins), np.float32)
@@ -153,8 +158,9 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
         gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
         magnitude = np.sqrt(gx * gx + gy * gy)
         position = (np.arctan2(gy, gx) + np.float32(np.pi)) * np.float32(nbins / (2 * np.pi))
-        # position lies in [0, nbins], so truncation is floor; an integer % costs about a
-        # fifth of the step, comparisons do the wrap-around for a fraction of that
+        # For finite pixels position lies in [0, nbins]; only its top end wraps around.
+        # Two comparisons do that for a fraction of what an integer % cost (a fifth of the
+        # step). Non-finite pixels never get here: the normaliser's output is finite.
         low_f = np.floor(position)
         upper_share = position - low_f
         low = low_f.astype(np.int32)
@@ -189,6 +195,7 @@ def _half_cell_shares(cells: int) -> np.ndarray:
         neighbour = min(max(own + (1 if half % 2 else -1), 0), cells - 1)
         shares[own, half] += 0.75
         shares[neighbour, half] += 0.25
+    shares.flags.writeable = False  # cached: one array for every call
     return shares
 
 

@@ -8,6 +8,7 @@ mirrors, the content does not), so a corrupt or tampered file is never used.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -114,14 +115,19 @@ def _read_verified(path: Path, spec: IdxFile) -> bytes | None:
 def _cache(raw: bytes, dest: Path) -> None:
     """Keep a verified download; a cache that cannot be written only costs the next run a
     download, so it is logged, not raised."""
+    tmp_name = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Written atomically, so a crash never leaves a half file that looks complete.
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+            tmp_name = tmp.name
             tmp.write(raw)
-        os.replace(tmp.name, dest)
+        os.replace(tmp_name, dest)
     except OSError as exc:
         log.warning("mnist: could not cache %s (%s); using it uncached", dest, exc)
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
 
 
 def _download(spec: IdxFile, dest: Path, mirrors: tuple[str, ...]) -> bytes:

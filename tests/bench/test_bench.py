@@ -104,3 +104,18 @@ def test_generated_lua_sends_every_body_and_counts_statuses(server: str, tmp_pat
     assert result.count(200) + result.count(503) == sum(result.statuses.values())
     assert result.count(503) > 0
     assert set(_Handler.seen) == set(bodies)
+
+
+def test_model_speed_times_each_model_in_a_checkout_of_its_own(
+    small_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import model_speed
+
+    if not (model_speed.REPO / ".venv" / "bin" / "python").is_file():
+        pytest.skip("needs the repository's .venv (make builds it) to stand in for a checkout")
+    args = [str(small_model_path), str(small_model_path), "--images", "128", "--rounds", "1"]
+    assert model_speed.main([*args, "--baseline-checkout", str(model_speed.REPO)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    version = model_speed.model_store.load(small_model_path).version
+    assert [line.split()[1] for line in lines[1:3]] == [version, version]
+    assert "each on its own code (1 rounds, fresh processes)" in lines[3]

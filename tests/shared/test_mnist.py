@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import logging
 import shutil
 import urllib.request
 from pathlib import Path
@@ -111,15 +112,37 @@ def test_a_dropped_download_moves_on_to_the_next_mirror(
         load_file("test_labels", None, tmp_path / "other", mirrors=mirrors[:1])
 
 
-def test_a_cache_that_cannot_be_written_still_loads(mnist_dir: Path, tmp_path: Path) -> None:
+def test_a_cache_that_cannot_be_written_still_loads(
+    mnist_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     name = FILES["test_labels"].name
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shutil.copy(mnist_dir / name, mirror / name)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    labels = load_file("test_labels", None, blocked / "cache", mirrors=(mirror.as_uri() + "/",))
+    with caplog.at_level(logging.WARNING, logger="shared.mnist"):
+        labels = load_file("test_labels", None, blocked / "cache", mirrors=(mirror.as_uri() + "/",))
     assert labels.shape == (10_000,)
+    assert "could not cache" in caplog.text
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = FILES["test_labels"].name
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(mnist_dir / name, mirror / name)
+    cache = tmp_path / "cache"
+
+    def full_disk(src: str, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mnist.os, "replace", full_disk)
+    labels = load_file("test_labels", None, cache, mirrors=(mirror.as_uri() + "/",))
+    assert labels.shape == (10_000,)
+    assert list(cache.iterdir()) == []
 
 
 def test_an_unreadable_file_falls_back_to_the_cache(mnist_dir: Path, tmp_path: Path) -> None:
