@@ -12,7 +12,8 @@ baseline in a fresh process of the checkout in ``DIR`` (with its ``.venv``, as `
 builds it), then the candidate in a fresh process of this one. That is the comparison when
 a change touches the code that scores, not only the model file, and it times an older model
 on the code it shipped with (where ``batch_throughput`` had no size, its ``BATCH``, 64). Any
-checkout with ``worker.evaluate``'s ``latency_ms`` and ``batch_throughput`` will do.
+checkout from ``5247b88^`` on will do: it needs ``shared.model.load``, ``load_split`` with a
+data and a cache folder, and ``worker.evaluate``'s ``latency_ms`` and ``batch_throughput``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.baseline_checkout is not None:
+        # absolute: the baseline runs with its checkout as the working directory
+        args.baseline_checkout = args.baseline_checkout.resolve()
         return _on_their_own_code(args)
     settings = get_settings()
     max_pixels = settings.max_image_pixels
