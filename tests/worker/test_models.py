@@ -35,7 +35,8 @@ def test_list_activate_and_roll_back(
     assert lines[0].split() == ["VERSION", "TRAINED", "AT", "ACCURACY", "ECE", "SIZE", "SERVED"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert rows[old].endswith("served") and rows[new].endswith("-")
-    assert " MB " in rows[old] and "0.98" in rows[old]
+    accuracy = model_files.read_metadata(small_model_path)["test_accuracy"]
+    assert " MB " in rows[old] and f" {accuracy:.4f} " in rows[old]
 
     assert run(settings, "activate", new) == 0
     said = capsys.readouterr().err
