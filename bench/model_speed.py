@@ -35,7 +35,8 @@ from worker.evaluate import BATCH, batch_throughput, latency_ms, png
 
 REPO = Path(__file__).resolve().parents[1]
 # What one fresh process of a checkout runs: its own code loads and times the model.
-# Older checkouts' batch_throughput took no batch size (they used BATCH, 64).
+# Older checkouts' batch_throughput took no batch size (they used BATCH, 64), and their
+# evaluate named its PNG encoder _png: the snippet brings its own.
 _ONE_MODEL = """
 import inspect, io, json, sys
 from pathlib import Path

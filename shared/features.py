@@ -168,13 +168,8 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
         high = low + 1
         high[high == nbins] = 0
         to_high = magnitude * upper_share
-        # the grid the votes are summed on: the cells, or half-cells when blending
         cells = SIDE // self.cell
-        grid = 2 * cells if self.blend else cells
-        place = np.minimum(
-            np.arange(SIDE) // (self.cell // 2 if self.blend else self.cell), grid - 1
-        )
-        place_key = (place[:, None] * grid + place[None, :]) * nbins
+        grid, place_key = _vote_places(self.cell, self.blend, nbins)
         key = (np.arange(n, dtype=np.int64) * (grid * grid * nbins))[:, None, None] + place_key
         size = n * grid * grid * nbins
         hist = np.bincount((key + low).ravel(), (magnitude - to_high).ravel(), size)
@@ -184,6 +179,18 @@ class HOG(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn is 
             rows = np.matmul(shares, hist.reshape(n, grid, grid * nbins))
             hist = np.matmul(shares, rows.reshape(n, cells, grid, nbins))
         return np.sqrt(hist.astype(np.float32)).reshape(n, -1)
+
+
+@functools.cache
+def _vote_places(cell: int, blend: bool, nbins: int) -> tuple[int, np.ndarray]:
+    """The grid the votes are summed on (the cells, or half-cells when blending), as its
+    side and each pixel's offset of its first orientation bin in one image's votes."""
+    cells = SIDE // cell
+    grid = 2 * cells if blend else cells
+    place = np.minimum(np.arange(SIDE) // (cell // 2 if blend else cell), grid - 1)
+    place_key = (place[:, None] * grid + place[None, :]) * nbins
+    place_key.flags.writeable = False  # cached: one array for every call
+    return grid, place_key
 
 
 @functools.cache

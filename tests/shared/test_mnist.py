@@ -82,13 +82,18 @@ def test_missing_files_are_downloaded_verified_and_cached(mnist_dir: Path, tmp_p
     assert np.array_equal(labels, again)
 
 
+def labels_mirror(mnist_dir: Path, tmp_path: Path) -> str:
+    """A local mirror holding MNIST's test labels, as a URL prefix."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(mnist_dir / FILES["test_labels"].name, mirror)
+    return mirror.as_uri() + "/"
+
+
 def test_a_dropped_download_moves_on_to_the_next_mirror(
     mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = FILES["test_labels"].name
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.copy(mnist_dir / name, mirror / name)
+    mirror = labels_mirror(mnist_dir, tmp_path)
     real_urlopen = urllib.request.urlopen
 
     class Dropped:
@@ -105,7 +110,7 @@ def test_a_dropped_download_moves_on_to_the_next_mirror(
         return Dropped() if url.startswith("https://dropped.example/") else real_urlopen(url)
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    mirrors = ("https://dropped.example/", mirror.as_uri() + "/")
+    mirrors = ("https://dropped.example/", mirror)
     assert load_file("test_labels", None, tmp_path / "cache", mirrors=mirrors).shape == (10_000,)
     # With no other mirror, the dropped read is a DatasetError that names it.
     with pytest.raises(DatasetError, match="IncompleteRead"):
@@ -115,14 +120,11 @@ def test_a_dropped_download_moves_on_to_the_next_mirror(
 def test_a_cache_that_cannot_be_written_still_loads(
     mnist_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    name = FILES["test_labels"].name
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.copy(mnist_dir / name, mirror / name)
+    mirror = labels_mirror(mnist_dir, tmp_path)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     with caplog.at_level(logging.WARNING, logger="shared.mnist"):
-        labels = load_file("test_labels", None, blocked / "cache", mirrors=(mirror.as_uri() + "/",))
+        labels = load_file("test_labels", None, blocked / "cache", mirrors=(mirror,))
     assert labels.shape == (10_000,)
     assert "could not cache" in caplog.text
 
@@ -130,17 +132,14 @@ def test_a_cache_that_cannot_be_written_still_loads(
 def test_a_failed_cache_write_leaves_no_temporary_file(
     mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = FILES["test_labels"].name
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.copy(mnist_dir / name, mirror / name)
+    mirror = labels_mirror(mnist_dir, tmp_path)
     cache = tmp_path / "cache"
 
     def full_disk(src: str, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(mnist.os, "replace", full_disk)
-    labels = load_file("test_labels", None, cache, mirrors=(mirror.as_uri() + "/",))
+    labels = load_file("test_labels", None, cache, mirrors=(mirror,))
     assert labels.shape == (10_000,)
     assert list(cache.iterdir()) == []
 
