@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from shared.errors import NoDigitFound
-from shared.normalize import _fast_path, to_mnist
+from shared.normalize import INK_GAMMA, _fast_path, to_mnist
 
 # --------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -126,7 +126,8 @@ def test_shifted_mnist_digit_is_recentred(digits):
     shifted = np.zeros_like(d)
     shifted[:-4, 3:] = d[4:, :-3]  # move up 4 px, right 3 px (the digit stays inside)
     out = to_mnist(Image.fromarray(shifted, "L"))
-    assert np.abs(out - d / 255.0).mean() < 0.01
+    # the general path also lifts grey ink (its step 6), which the fast path leaves alone
+    assert np.abs(out - (d / 255.0) ** INK_GAMMA).mean() < 0.01
 
 
 def test_inverted_28x28_digit(digits):
@@ -395,6 +396,20 @@ def test_hairlines_hold_a_digit_together():
     assert left > 0.5 and right > 0.5, (left, right)
     rows = np.flatnonzero(out.max(1) > 0.05)
     assert rows[-1] - rows[0] + 1 >= 19  # and the digit keeps its full height in the field
+
+
+@pytest.mark.parametrize("grey", [0.45, 0.7])
+def test_grey_strokes_are_lifted_toward_solid(grey):
+    # A 7 on white paper: a solid down-stroke and a grey bar (strong enough to count as a
+    # stroke), both wide enough to keep a core at their own level through resampling.
+    ink = np.zeros((200, 200), np.float32)
+    ink[30:70, 40:160] = grey
+    ink[30:170, 120:160] = 1.0
+    out = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)))
+    bar = float(out[:, 6:10].max())  # left of the down-stroke: the bar alone
+    assert bar == pytest.approx(grey**INK_GAMMA, abs=0.02)
+    assert bar > grey + 0.05  # lifted, not merely stretched
+    assert out.max() == 1.0 and out.min() == 0.0  # solid ink and bare paper stay put
 
 
 def test_rejects_non_images():
