@@ -22,22 +22,23 @@ from PIL import Image
 from shared.errors import ServiceError
 from shared.imaging import decode_image
 from shared.model import Model
-from shared.normalize import to_mnist
+from shared.normalize import INK_GAMMA, to_mnist
 
 tracer = trace.get_tracer(__name__)
 
 
-def prepare(data: bytes, max_pixels: int) -> np.ndarray:
-    """One upload as a (784,) float32 MNIST-like vector; raises ``ServiceError``."""
-    return to_mnist(decode_image(data, max_pixels)).reshape(-1)
+def prepare(data: bytes, max_pixels: int, ink_gamma: float = INK_GAMMA) -> np.ndarray:
+    """One upload as a (784,) float32 MNIST-like vector, grey ink lifted by ``ink_gamma``
+    (the model's own: ``Model.ink_gamma``); raises ``ServiceError``."""
+    return to_mnist(decode_image(data, max_pixels), ink_gamma).reshape(-1)
 
 
-def _prepare_traced(data: bytes, max_pixels: int, position: int) -> np.ndarray:
+def _prepare_traced(data: bytes, max_pixels: int, ink_gamma: float, position: int) -> np.ndarray:
     """``prepare`` as two spans, ``decode`` and ``normalise``."""
     with tracer.start_as_current_span("decode", attributes={"mnist.position": position}):
         image = decode_image(data, max_pixels)
     with tracer.start_as_current_span("normalise", attributes={"mnist.position": position}):
-        return to_mnist(image).reshape(-1)
+        return to_mnist(image, ink_gamma).reshape(-1)
 
 
 def as_data_url(pixels: np.ndarray) -> str:
@@ -59,9 +60,9 @@ def predict_files(
     for position, data in enumerate(files):
         try:
             if traced:
-                vectors.append(_prepare_traced(data, max_pixels, position))
+                vectors.append(_prepare_traced(data, max_pixels, model.ink_gamma, position))
             else:
-                vectors.append(prepare(data, max_pixels))
+                vectors.append(prepare(data, max_pixels, model.ink_gamma))
             positions.append(position)
         except ServiceError as exc:
             items[position]["error"] = exc.to_dict()

@@ -31,6 +31,7 @@ from shared import features, optdigits
 from shared.augment import augment, enlarge_scans
 from shared.errors import ModelIntegrityError, ModelUnavailable
 from shared.mnist import dataset_checksums, load_split
+from shared.normalize import INK_GAMMA
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,12 @@ class Model:
     def version(self) -> str:
         return str(self.metadata.get("sha256", "unknown"))[:12]
 
+    @property
+    def ink_gamma(self) -> float:
+        """The normaliser's lift of grey ink that this model was trained with; models from
+        before the lift existed record none and read uploads unlifted, as they were trained."""
+        return float(self.metadata.get("ink_gamma", 1.0))
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for (n, 784) float32 pixels in [0, 1]."""
         scores = np.asarray(self.scorer.decision_function(pixels), dtype=np.float64)
@@ -237,6 +244,7 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
         "calibration_images": len(y_cal),
         "pipeline": features.describe(pipeline),
         "params": features.summary_params(pipeline),
+        "ink_gamma": INK_GAMMA,  # what augment's uploads went through: uploads get the same
         "temperature": temperature,
         "classes": classes,
         "data_sha256": data_sha256,

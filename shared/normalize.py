@@ -19,15 +19,17 @@ Pipeline
 4. Stage 2: if the digit is small in the reduced copy but the source has more pixels, the
    digit's region is cropped from the full-resolution source and re-analysed there.
 5. The digit's box is resampled into <= 20x20, placed by centre of mass and stretched.
-6. Grey ink is lifted toward full strength (each value to the power ``INK_GAMMA``). MNIST
+6. Grey ink is lifted toward full strength (each value to the power ``ink_gamma``). MNIST
    was made from black-and-white scans, so its strokes are solid and grey only at their
    edges; a stroke that arrives grey (a hairline, a pencil line, a thin line scanned at low
-   resolution) would otherwise count for less than the model learned a stroke counts. On
-   the handwriting dev sets this halved the errors on hairline fonts (README, Model).
+   resolution) would otherwise read weaker than MNIST's strokes (README, the ink round).
+   A model records the lift it was trained with; ``shared.inference`` passes it here, so a
+   model trained before the lift existed reads as it was trained (``ink_gamma=1``).
 
 A 28x28 greyscale image that already looks like MNIST (dark border, 20-pixel box, centre
-of mass at the centre) takes a fast path and is only stretched (not lifted: its strokes are
-MNIST's own).
+of mass at the centre) takes a fast path and is only stretched, not lifted, as the model
+saw MNIST's own digits in training. An MNIST digit that misses the fast path (shifted,
+inverted, in colour) goes the general way and is lifted.
 
 ``NoDigitFound`` is raised when there is nothing that stands out from the background.
 """
@@ -52,7 +54,7 @@ MIN_CONTRAST = 0.06  # minimum ink contrast (fraction of full range) to count as
 NOISE_K = 6.0  # ... and it must stand this many noise sigmas above the background
 STRONG = 0.35  # of the stroke level: ink that starts a stroke
 FAINT = 0.15  # ... and ink that continues one (hysteresis)
-INK_GAMMA = 0.7  # step 6 (chosen on the handwriting dev sets: 0.5 swelled blurred blobs)
+INK_GAMMA = 0.7  # step 6, for new models (chosen on the dev sets: 0.5 swelled blurred blobs)
 BOX = 20  # MNIST: digit box size
 SIZE = 28  # MNIST: field size
 _EXIF_ORIENTATION = 0x0112
@@ -64,8 +66,9 @@ _STRUCT8 = np.ones((3, 3), bool)
 # --------------------------------------------------------------------------------------
 
 
-def to_mnist(image: Image.Image) -> np.ndarray:
-    """Normalise a decoded image to a (28, 28) float32 MNIST-like array in [0, 1]."""
+def to_mnist(image: Image.Image, ink_gamma: float = INK_GAMMA) -> np.ndarray:
+    """Normalise a decoded image to a (28, 28) float32 MNIST-like array in [0, 1];
+    ``ink_gamma``: step 6's power (1 leaves grey ink as it is)."""
     if not isinstance(image, Image.Image):
         raise TypeError("to_mnist expects a PIL.Image.Image")
     if image.width < 1 or image.height < 1:
@@ -77,7 +80,7 @@ def to_mnist(image: Image.Image) -> np.ndarray:
         return fast
 
     src, vscale = _canonical(image)
-    return _normalise(src, vscale)
+    return _normalise(src, vscale, ink_gamma)
 
 
 # --------------------------------------------------------------------------------------
@@ -395,7 +398,7 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
     return weights.astype(np.float32), (y0, x0, y1, x1), level
 
 
-def _normalise(src: Image.Image, vscale: float) -> np.ndarray:
+def _normalise(src: Image.Image, vscale: float, ink_gamma: float) -> np.ndarray:
     W, H = src.size
     factor = max(1, math.ceil(max(W, H) / WORK_MAX))
     colour, alpha = _to_array(_reduce(src, factor), vscale)
@@ -419,10 +422,12 @@ def _normalise(src: Image.Image, vscale: float) -> np.ndarray:
         noise = noise * factor / f2  # box-averaging white noise: sigma ~ 1 / side
         weights, (y0, x0, y1, x1), _ = _segment(ink, noise)
         factor = f2
-    return _place(weights, (y0, x0, y1, x1), noise)
+    return _place(weights, (y0, x0, y1, x1), noise, ink_gamma)
 
 
-def _place(weights: np.ndarray, bbox: tuple[int, int, int, int], noise: float) -> np.ndarray:
+def _place(
+    weights: np.ndarray, bbox: tuple[int, int, int, int], noise: float, ink_gamma: float
+) -> np.ndarray:
     y0, x0, y1, x1 = bbox
     h, w = y1 - y0, x1 - x0
     s = BOX / max(h, w)
@@ -470,6 +475,6 @@ def _place(weights: np.ndarray, bbox: tuple[int, int, int, int], noise: float) -
         raise NoDigitFound("No ink found.")
     if mx != 1.0:
         out /= np.float32(mx)
-    # Grey ink lifted toward full strength (see INK_GAMMA); 0 and 1 stay where they are.
-    lifted: np.ndarray = np.power(out, np.float32(INK_GAMMA), out=out)
-    return lifted
+    if ink_gamma != 1.0:  # step 6: grey ink lifted; 0 and 1 stay where they are
+        np.power(out, np.float32(ink_gamma), out=out)
+    return out

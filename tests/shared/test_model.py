@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from shared import mnist, optdigits
 from shared import model as model_store
 from shared.errors import ModelUnavailable
+from shared.inference import predict_files
 from shared.model import ModelIntegrityError, expected_calibration_error, fit_temperature, softmax
+from shared.normalize import INK_GAMMA, to_mnist
 from shared.schemas import Prediction
 from shared.settings import Settings
 from shared.versions import ensure_served
@@ -50,6 +55,35 @@ def test_saved_model_loads_with_its_metadata(small_model_path: Path, mnist) -> N
         for a in answers
     )
     assert all(Prediction.model_validate(a) for a in answers)  # the schema both sides share
+
+
+def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
+    small_model_path: Path, model_copy: Path
+) -> None:
+    # Training records the normaliser's lift of grey ink; a model saved before the lift
+    # existed records none, and predict_files must then leave grey ink as it is.
+    trained = model_store.load(small_model_path)
+    assert trained.metadata["ink_gamma"] == INK_GAMMA == trained.ink_gamma
+    meta_path = model_store.metadata_path(model_copy)
+    meta = json.loads(meta_path.read_text())
+    del meta["ink_gamma"]
+    meta_path.write_text(json.dumps(meta))
+    older = model_store.load(model_copy)
+    assert older.ink_gamma == 1.0
+
+    ink = np.zeros((120, 120), np.float32)
+    ink[20:44, 20:100] = 0.5  # a grey bar ...
+    ink[20:100, 76:100] = 1.0  # ... on a solid down-stroke
+    upload = io.BytesIO()
+    Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)).save(upload, "PNG")
+    image = Image.open(io.BytesIO(upload.getvalue()))
+    for model, gamma in ((trained, INK_GAMMA), (older, 1.0)):
+        [item] = predict_files([upload.getvalue()], model, 10**6, frozenset({0}))
+        seen = item["prediction"]["input_image"].split(",", 1)[1]
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(seen))), np.float32) / 255
+        expected = to_mnist(image, gamma)
+        assert np.abs(pixels - expected).max() <= 1 / 255 + 1e-6, gamma  # PNG rounding
+    assert trained.ink_gamma != older.ink_gamma
 
 
 def test_a_tampered_model_is_refused(model_copy: Path) -> None:

@@ -127,13 +127,16 @@ def test_shifted_mnist_digit_is_recentred(digits):
     shifted[:-4, 3:] = d[4:, :-3]  # move up 4 px, right 3 px (the digit stays inside)
     out = to_mnist(Image.fromarray(shifted, "L"))
     # the general path also lifts grey ink (its step 6), which the fast path leaves alone
-    assert np.abs(out - (d / 255.0) ** INK_GAMMA).mean() < 0.01
+    assert np.abs(out - (d / 255.0) ** INK_GAMMA).mean() < 1e-3
+    # ... and with no lift (a model from before it), the digit exactly as MNIST has it
+    unlifted = to_mnist(Image.fromarray(shifted, "L"), ink_gamma=1.0)
+    assert np.abs(unlifted - d / 255.0).mean() < 1e-3
 
 
 def test_inverted_28x28_digit(digits):
     d = digits[7]
     out = to_mnist(Image.fromarray(255 - d, "L"))
-    assert np.abs(out - d / 255.0).mean() < 0.01
+    assert np.abs(out - (d / 255.0) ** INK_GAMMA).mean() < 1e-3  # general path: lifted
 
 
 # --------------------------------------------------------------------------------------
@@ -410,6 +413,10 @@ def test_grey_strokes_are_lifted_toward_solid(grey):
     assert bar == pytest.approx(grey**INK_GAMMA, abs=0.02)
     assert bar > grey + 0.05  # lifted, not merely stretched
     assert out.max() == 1.0 and out.min() == 0.0  # solid ink and bare paper stay put
+    assert out.dtype == np.float32
+    # a model trained before the lift reads the bar as grey as it is
+    unlifted = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)), 1.0)
+    assert float(unlifted[:, 6:10].max()) == pytest.approx(grey, abs=0.02)
 
 
 def test_rejects_non_images():
