@@ -22,14 +22,14 @@ from PIL import Image
 from shared.errors import ServiceError
 from shared.imaging import decode_image
 from shared.model import Model
-from shared.normalize import INK_GAMMA, to_mnist
+from shared.normalize import to_mnist
 
 tracer = trace.get_tracer(__name__)
 
 
-def prepare(data: bytes, max_pixels: int, ink_gamma: float = INK_GAMMA) -> np.ndarray:
+def prepare(data: bytes, max_pixels: int, *, ink_gamma: float) -> np.ndarray:
     """One upload as a (784,) float32 MNIST-like vector, grey ink lifted by ``ink_gamma``
-    (the model's own: ``Model.ink_gamma``); raises ``ServiceError``."""
+    (for a model, its own: ``Model.ink_gamma``); raises ``ServiceError``."""
     return to_mnist(decode_image(data, max_pixels), ink_gamma).reshape(-1)
 
 
@@ -62,7 +62,7 @@ def predict_files(
             if traced:
                 vectors.append(_prepare_traced(data, max_pixels, model.ink_gamma, position))
             else:
-                vectors.append(prepare(data, max_pixels, model.ink_gamma))
+                vectors.append(prepare(data, max_pixels, ink_gamma=model.ink_gamma))
             positions.append(position)
         except ServiceError as exc:
             items[position]["error"] = exc.to_dict()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import resource
 import tempfile
@@ -127,6 +128,10 @@ class Model:
     temperature: float
     classes: list[str]
     metadata: dict[str, Any]
+    # The normaliser's lift of grey ink it was trained with (``shared.normalize``, step 6),
+    # kept in the model file so its sha256 covers it; files from before the lift have none
+    # and read uploads unlifted, as they were trained.
+    ink_gamma: float = 1.0
     scorer: Any = None  # a faster equivalent of pipeline.decision_function, if it has one
 
     def __post_init__(self) -> None:
@@ -136,12 +141,6 @@ class Model:
     @property
     def version(self) -> str:
         return str(self.metadata.get("sha256", "unknown"))[:12]
-
-    @property
-    def ink_gamma(self) -> float:
-        """The normaliser's lift of grey ink that this model was trained with; models from
-        before the lift existed record none and read uploads unlifted, as they were trained."""
-        return float(self.metadata.get("ink_gamma", 1.0))
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities for (n, 784) float32 pixels in [0, 1]."""
@@ -224,7 +223,13 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
     with _stage(f"calibrating on {len(y_cal)} held-out images", report):
         temperature = fit_temperature(np.asarray(pipeline.decision_function(x_cal)), y_cal)
     classes = [str(c) for c in pipeline.classes_]
-    model = Model(pipeline=pipeline, temperature=temperature, classes=classes, metadata={})
+    model = Model(
+        pipeline=pipeline,
+        temperature=temperature,
+        classes=classes,
+        metadata={},
+        ink_gamma=INK_GAMMA,  # what augment's uploads went through: uploads get the same
+    )
 
     with _stage(f"evaluating on {len(test_split)} test images", report):
         probs = model.probabilities(_as_features(test_split.images))
@@ -244,7 +249,7 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
         "calibration_images": len(y_cal),
         "pipeline": features.describe(pipeline),
         "params": features.summary_params(pipeline),
-        "ink_gamma": INK_GAMMA,  # what augment's uploads went through: uploads get the same
+        "ink_gamma": INK_GAMMA,  # for operators; the model file holds the one used
         "temperature": temperature,
         "classes": classes,
         "data_sha256": data_sha256,
@@ -272,6 +277,7 @@ def save(model: Model, model_path: Path) -> None:
         "pipeline": model.pipeline,
         "temperature": model.temperature,
         "classes": model.classes,
+        "ink_gamma": model.ink_gamma,
     }
     with tempfile.NamedTemporaryFile(dir=model_path.parent, suffix=".tmp", delete=False) as tmp:
         joblib.dump(artifact, tmp, compress=3)
@@ -321,9 +327,13 @@ def load(model_path: Path) -> Model:
         raise ModelIntegrityError(f"{model_path.name} could not be read ({exc}).") from exc
     if artifact.get("format") != ARTIFACT_FORMAT:
         raise ModelIntegrityError(f"{model_path.name} has an unknown format.")
+    ink_gamma = artifact.get("ink_gamma", 1.0)  # none before the lift existed: unlifted
+    if not isinstance(ink_gamma, float | int) or not (0 < ink_gamma < math.inf):
+        raise ModelIntegrityError(f"{model_path.name} has an invalid ink_gamma ({ink_gamma!r}).")
     return Model(
         pipeline=artifact["pipeline"],
         temperature=float(artifact["temperature"]),
         classes=list(artifact["classes"]),
         metadata=metadata,
+        ink_gamma=float(ink_gamma),
     )

@@ -27,7 +27,13 @@ def variant(small_model_path: Path, step: int) -> Model:
     metadata = {k: v for k, v in base.metadata.items() if k not in ("sha256", "size_bytes")}
     trained_at = datetime.now(UTC) + timedelta(minutes=step)
     metadata["trained_at"] = trained_at.isoformat(timespec="seconds")
-    return Model(base.pipeline, base.temperature * (1 + step / 100), base.classes, metadata)
+    return Model(
+        base.pipeline,
+        base.temperature * (1 + step / 100),
+        base.classes,
+        metadata,
+        ink_gamma=base.ink_gamma,
+    )
 
 
 def other_name(version: str, prefix: str = "dead") -> str:

@@ -41,6 +41,7 @@ from shared.features import HOG, PARAMS, Deskew
 from shared.inference import predict_files, prepare
 from shared.mnist import load_split
 from shared.model import Model, calibration_error, reliability
+from shared.normalize import INK_GAMMA
 from shared.settings import Settings, get_settings
 from worker import handwriting
 from worker.realworld import make_sets
@@ -112,7 +113,8 @@ def fitted_on_dev_accuracy(
         rows, labels = [], []
         for data, label in items:
             try:
-                rows.append(prepare(data, max_pixels))
+                # a new fit: on what the normaliser gives new models
+                rows.append(prepare(data, max_pixels, ink_gamma=INK_GAMMA))
             except ServiceError:
                 continue
             labels.append(label)

@@ -6,8 +6,10 @@ import base64
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,17 +60,21 @@ def test_saved_model_loads_with_its_metadata(small_model_path: Path, mnist) -> N
 
 
 def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
-    small_model_path: Path, model_copy: Path
+    small_model_path: Path, tmp_path: Path
 ) -> None:
-    # Training records the normaliser's lift of grey ink; a model saved before the lift
-    # existed records none, and predict_files must then leave grey ink as it is.
+    # Training keeps the normaliser's lift of grey ink in the model file; a file saved
+    # before the lift existed has none, and predict_files must then leave grey ink as is.
     trained = model_store.load(small_model_path)
-    assert trained.metadata["ink_gamma"] == INK_GAMMA == trained.ink_gamma
-    meta_path = model_store.metadata_path(model_copy)
-    meta = json.loads(meta_path.read_text())
-    del meta["ink_gamma"]
-    meta_path.write_text(json.dumps(meta))
-    older = model_store.load(model_copy)
+    assert trained.ink_gamma == INK_GAMMA == trained.metadata["ink_gamma"]
+    older_path = tmp_path / "older.joblib"
+    artifact = joblib.load(small_model_path)
+    del artifact["ink_gamma"]
+    model_store.save(replace(trained, metadata=dict(trained.metadata)), older_path)
+    joblib.dump(artifact, older_path)  # the file as a model from before the lift
+    meta = json.loads(model_store.metadata_path(older_path).read_text())
+    meta["sha256"] = model_store.file_sha256(older_path)
+    model_store.metadata_path(older_path).write_text(json.dumps(meta))
+    older = model_store.load(older_path)
     assert older.ink_gamma == 1.0
 
     ink = np.zeros((120, 120), np.float32)
@@ -77,13 +83,24 @@ def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
     upload = io.BytesIO()
     Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)).save(upload, "PNG")
     image = Image.open(io.BytesIO(upload.getvalue()))
+    seen = {}
     for model, gamma in ((trained, INK_GAMMA), (older, 1.0)):
         [item] = predict_files([upload.getvalue()], model, 10**6, frozenset({0}))
-        seen = item["prediction"]["input_image"].split(",", 1)[1]
-        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(seen))), np.float32) / 255
-        expected = to_mnist(image, gamma)
-        assert np.abs(pixels - expected).max() <= 1 / 255 + 1e-6, gamma  # PNG rounding
-    assert trained.ink_gamma != older.ink_gamma
+        url = item["prediction"]["input_image"].split(",", 1)[1]
+        seen[gamma] = np.asarray(Image.open(io.BytesIO(base64.b64decode(url))), np.float32) / 255
+        assert np.abs(seen[gamma] - to_mnist(image, gamma)).max() <= 1 / 255 + 1e-6  # PNG
+    assert np.abs(seen[INK_GAMMA] - seen[1.0]).max() > 0.05  # the two really differ
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7"])
+def test_a_model_with_an_invalid_ink_gamma_is_refused(
+    small_model_path: Path, tmp_path: Path, bad: object
+) -> None:
+    path = tmp_path / "bad.joblib"
+    trained = model_store.load(small_model_path)
+    model_store.save(replace(trained, metadata=dict(trained.metadata), ink_gamma=bad), path)
+    with pytest.raises(ModelIntegrityError, match="ink_gamma"):
+        model_store.load(path)
 
 
 def test_a_tampered_model_is_refused(model_copy: Path) -> None:
