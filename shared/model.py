@@ -249,7 +249,6 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
         "calibration_images": len(y_cal),
         "pipeline": features.describe(pipeline),
         "params": features.summary_params(pipeline),
-        "ink_gamma": INK_GAMMA,  # for operators; the model file holds the one used
         "temperature": temperature,
         "classes": classes,
         "data_sha256": data_sha256,
@@ -269,8 +268,14 @@ def train(settings: Settings, report: Callable[[str], None] = log.info) -> Model
 # --- saving and loading ------------------------------------------------------------------
 
 
+def _valid_ink_gamma(value: object) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 def save(model: Model, model_path: Path) -> None:
     """Write the model and its metadata atomically (readers never see half a file)."""
+    if not _valid_ink_gamma(model.ink_gamma):
+        raise ModelIntegrityError(f"Refusing to save an invalid ink_gamma ({model.ink_gamma!r}).")
     model_path.parent.mkdir(parents=True, exist_ok=True)
     artifact = {
         "format": ARTIFACT_FORMAT,
@@ -284,6 +289,7 @@ def save(model: Model, model_path: Path) -> None:
     tmp_path = Path(tmp.name)
     model.metadata["sha256"] = file_sha256(tmp_path)
     model.metadata["size_bytes"] = tmp_path.stat().st_size
+    model.metadata["ink_gamma"] = model.ink_gamma  # for operators: the file's is the one used
     meta_tmp = metadata_path(model_path).with_suffix(".json.tmp")
     meta_tmp.write_text(json.dumps(model.metadata, indent=2) + "\n")
     # Metadata first: a model file without matching metadata would be refused anyway.
@@ -328,7 +334,7 @@ def load(model_path: Path) -> Model:
     if artifact.get("format") != ARTIFACT_FORMAT:
         raise ModelIntegrityError(f"{model_path.name} has an unknown format.")
     ink_gamma = artifact.get("ink_gamma", 1.0)  # none before the lift existed: unlifted
-    if not isinstance(ink_gamma, float | int) or not (0 < ink_gamma < math.inf):
+    if not _valid_ink_gamma(ink_gamma):
         raise ModelIntegrityError(f"{model_path.name} has an invalid ink_gamma ({ink_gamma!r}).")
     return Model(
         pipeline=artifact["pipeline"],

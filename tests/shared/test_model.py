@@ -92,13 +92,23 @@ def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
     assert np.abs(seen[INK_GAMMA] - seen[1.0]).max() > 0.05  # the two really differ
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7"])
-def test_a_model_with_an_invalid_ink_gamma_is_refused(
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7", True])
+def test_an_invalid_ink_gamma_is_neither_saved_nor_loaded(
     small_model_path: Path, tmp_path: Path, bad: object
 ) -> None:
-    path = tmp_path / "bad.joblib"
     trained = model_store.load(small_model_path)
-    model_store.save(replace(trained, metadata=dict(trained.metadata), ink_gamma=bad), path)
+    path = tmp_path / "bad.joblib"
+    with pytest.raises(ModelIntegrityError, match="ink_gamma"):
+        model_store.save(replace(trained, metadata=dict(trained.metadata), ink_gamma=bad), path)
+    assert not path.exists()
+    # a file written some other way, its metadata matching it, is refused at load
+    model_store.save(replace(trained, metadata=dict(trained.metadata)), path)
+    artifact = joblib.load(path)
+    artifact["ink_gamma"] = bad
+    joblib.dump(artifact, path)
+    meta = json.loads(model_store.metadata_path(path).read_text())
+    meta["sha256"] = model_store.file_sha256(path)
+    model_store.metadata_path(path).write_text(json.dumps(meta))
     with pytest.raises(ModelIntegrityError, match="ink_gamma"):
         model_store.load(path)
 
