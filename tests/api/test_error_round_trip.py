@@ -22,7 +22,7 @@ def test_a_code_taken_twice_fails_when_the_class_is_created() -> None:
 def test_raised_on_the_worker_answered_with_its_status(
     cls: type[errors.ServiceError], client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(data: bytes, max_pixels: int) -> np.ndarray:
+    def fail(data: bytes, max_pixels: int, *, ink_gamma: float) -> np.ndarray:
         raise cls("Reported by the worker.")
 
     monkeypatch.setattr(inference, "prepare", fail)  # what the worker runs for each image
