@@ -21,8 +21,9 @@ def legacy_copy(small_model_path: Path, folder: Path) -> Path:
     return path
 
 
-def variant(small_model_path: Path, step: int) -> Model:
-    """Another valid model (its temperature nudged): a new file, so a new version."""
+def variant(small_model_path: Path, step: int, ink_gamma: float | None = None) -> Model:
+    """Another valid model (its temperature nudged; its ink lift ``ink_gamma`` if given): a
+    new file, so a new version."""
     base = model_files.load(small_model_path)
     metadata = {k: v for k, v in base.metadata.items() if k not in ("sha256", "size_bytes")}
     trained_at = datetime.now(UTC) + timedelta(minutes=step)
@@ -32,7 +33,7 @@ def variant(small_model_path: Path, step: int) -> Model:
         base.temperature * (1 + step / 100),
         base.classes,
         metadata,
-        ink_gamma=base.ink_gamma,
+        ink_gamma=base.ink_gamma if ink_gamma is None else ink_gamma,
     )
 
 

@@ -54,7 +54,11 @@ def process_name(hostname: str, pid: int | None = None) -> str:
 
 
 def _published(model: Model) -> dict[str, Any]:
-    return {key: model.metadata.get(key) for key in PUBLISHED_METADATA}
+    published = {key: model.metadata.get(key) for key in PUBLISHED_METADATA}
+    # The lift this process applies to uploads: the model file's, which its sha256 covers
+    # (the metadata's copy is for reading without unpickling).
+    published["ink_gamma"] = model.ink_gamma
+    return published
 
 
 def worker_record(

@@ -36,7 +36,7 @@ def list_versions(store: ModelStore, out: TextIO) -> None:
         print(f"no model versions in {store.folder}{legacy}", file=out)
         return
     pointer = store.read_pointer()
-    rows = [("VERSION", "TRAINED AT", "ACCURACY", "ECE", "SIZE", "SERVED")]
+    rows = [("VERSION", "TRAINED AT", "ACCURACY", "ECE", "LIFT", "SIZE", "SERVED")]
     for info in found:
         meta = info.metadata
         size = meta.get("size_bytes")
@@ -51,6 +51,8 @@ def list_versions(store: ModelStore, out: TextIO) -> None:
                 str(meta.get("trained_at", "-")),
                 _number(meta.get("test_accuracy"), "{:.4f}"),
                 _number(meta.get("test_ece"), "{:.4f}"),
+                # files from before the ink lift have none, and read uploads unlifted
+                _number(meta.get("ink_gamma", 1.0), "{:g}"),
                 _number(size / 1e6 if isinstance(size, int) else None, "{:.1f} MB"),
                 role or "-",
             )

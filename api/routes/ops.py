@@ -139,6 +139,11 @@ class ModelInfo(BaseModel):
     size_bytes: int | None = None
     sha256: str | None = None
     temperature: float | None = None
+    ink_gamma: float | None = Field(
+        default=None,
+        description="How the workers lift grey ink in uploads for this model (each pixel to "
+        "this power; 1 is no lift): the value the model was trained with.",
+    )
 
 
 @router.get(

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.main import create_app
+from shared.normalize import INK_GAMMA
 from shared.queue import WORKER_KEY_PREFIX, WORKERS_KEY
 from shared.settings import Settings
 from tests.images import png
@@ -47,6 +48,7 @@ def test_model_metadata(client: TestClient) -> None:
     assert info["classes"] == [str(d) for d in range(10)]
     assert 0.8 < info["test_accuracy"] <= 1.0
     assert info["sha256"].startswith(info["version"])
+    assert info["ink_gamma"] == INK_GAMMA  # how the served model reads uploads
     assert [w.split("/")[0] for w in info["workers"]] == ["embedded"]
     (served,) = info["versions"]
     assert served["version"] == info["version"]

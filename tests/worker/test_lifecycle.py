@@ -46,7 +46,9 @@ def test_the_step_starts_and_stops_each_process_heartbeat(
         step.start(worker)  # no forking pool: this process serves, and beats
         wait_until(lambda: client.exists(key) == 1, 10, "the heartbeat")
         record = json.loads(client.get(key) or b"{}")
-        assert record["model_version"] == step.follower.current().model.version
+        served = step.follower.current().model
+        assert record["model_version"] == served.version
+        assert record["model"]["ink_gamma"] == served.ink_gamma  # the file's, as applied
         assert record["process"] == name and record["hostname"] == "node@test"
         step.stop(worker)
         assert client.exists(key) == 0 and client.smembers(WORKERS_KEY) == set()

@@ -29,14 +29,18 @@ def test_list_activate_and_roll_back(
     assert "a model from before versions is at MODEL_PATH" in capsys.readouterr().out
     store = ModelStore(settings.model_path)
     old = store.adopt()
-    new = store.add(variant(small_model_path, 1))
+    new = store.add(variant(small_model_path, 1, ink_gamma=1.0))
     assert run(settings, "list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["VERSION", "TRAINED", "AT", "ACCURACY", "ECE", "SIZE", "SERVED"]
+    header = ["VERSION", "TRAINED", "AT", "ACCURACY", "ECE", "LIFT", "SIZE", "SERVED"]
+    assert lines[0].split() == header
     rows = {line.split()[0]: line for line in lines[1:]}
     assert rows[old].endswith("served") and rows[new].endswith("-")
     accuracy = model_files.read_metadata(small_model_path)["test_accuracy"]
     assert " MB " in rows[old] and f" {accuracy:.4f} " in rows[old]
+    # each version's own lift: the trained one's, and the variant's none
+    assert rows[old].split()[4] == f"{model_files.load(small_model_path).ink_gamma:g}" == "0.7"
+    assert rows[new].split()[4] == "1"
 
     assert run(settings, "activate", new) == 0
     said = capsys.readouterr().err
