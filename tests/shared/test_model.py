@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import shutil
@@ -12,9 +13,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from PIL import Image
 
-from shared import mnist, optdigits
+from shared import inference, mnist, optdigits
 from shared import model as model_store
 from shared.errors import ModelUnavailable
 from shared.inference import predict_files
@@ -59,11 +61,13 @@ def test_saved_model_loads_with_its_metadata(small_model_path: Path, mnist) -> N
     assert all(Prediction.model_validate(a) for a in answers)  # the schema both sides share
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
-    small_model_path: Path, tmp_path: Path
+    small_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, traced: bool
 ) -> None:
     # Training keeps the normaliser's lift of grey ink in the model file; a file saved
-    # before the lift existed has none, and predict_files must then leave grey ink as is.
+    # before the lift existed has none, and predict_files must then leave grey ink as is,
+    # on both of its paths (a traced task prepares each image inside spans of its own).
     trained = model_store.load(small_model_path)
     assert trained.ink_gamma == INK_GAMMA == trained.metadata["ink_gamma"]
     older_path = tmp_path / "older.joblib"
@@ -83,13 +87,23 @@ def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
     upload = io.BytesIO()
     Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)).save(upload, "PNG")
     image = Image.open(io.BytesIO(upload.getvalue()))
+    traced_calls = []
+    prepare_traced = inference._prepare_traced
+    monkeypatch.setattr(
+        inference,
+        "_prepare_traced",
+        lambda *args: traced_calls.append(args) or prepare_traced(*args),
+    )
+    tracer = TracerProvider().get_tracer("test")
     seen = {}
     for model, gamma in ((trained, INK_GAMMA), (older, 1.0)):
-        [item] = predict_files([upload.getvalue()], model, 10**6, frozenset({0}))
+        with tracer.start_as_current_span("task") if traced else contextlib.nullcontext():
+            [item] = predict_files([upload.getvalue()], model, 10**6, frozenset({0}))
         url = item["prediction"]["input_image"].split(",", 1)[1]
         seen[gamma] = np.asarray(Image.open(io.BytesIO(base64.b64decode(url))), np.float32) / 255
         assert np.abs(seen[gamma] - to_mnist(image, gamma)).max() <= 1 / 255 + 1e-6  # PNG
     assert np.abs(seen[INK_GAMMA] - seen[1.0]).max() > 0.05  # the two really differ
+    assert len(traced_calls) == (2 if traced else 0)  # the path named is the path taken
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7", True])
