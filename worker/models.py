@@ -51,8 +51,9 @@ def list_versions(store: ModelStore, out: TextIO) -> None:
                 str(meta.get("trained_at", "-")),
                 _number(meta.get("test_accuracy"), "{:.4f}"),
                 _number(meta.get("test_ece"), "{:.4f}"),
-                # files from before the ink lift have none, and read uploads unlifted
-                _number(meta.get("ink_gamma", 1.0), "{:g}"),
+                # files from before the ink lift have none, and read uploads unlifted;
+                # unreadable metadata ({}) says nothing
+                _number(meta.get("ink_gamma", 1.0) if meta else None, "{:g}"),
                 _number(size / 1e6 if isinstance(size, int) else None, "{:.1f} MB"),
                 role or "-",
             )

@@ -117,6 +117,9 @@ class ServedVersion(BaseModel):
     trained_at: str | None = None
     test_accuracy: float | None = None
     test_ece: float | None = None
+    ink_gamma: float | None = Field(
+        default=None, description="Its lift of grey ink in uploads (see ModelInfo)."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -142,7 +145,8 @@ class ModelInfo(BaseModel):
     ink_gamma: float | None = Field(
         default=None,
         description="How the workers lift grey ink in uploads for this model (each pixel to "
-        "this power; 1 is no lift): the value the model was trained with.",
+        "this power; 1 is no lift): the model file's own value. None from a worker too old "
+        "to report it.",
     )
 
 
@@ -171,6 +175,7 @@ async def model_info(workers: WorkersDep) -> ModelInfo:
                     trained_at=meta.get("trained_at"),
                     test_accuracy=meta.get("test_accuracy"),
                     test_ece=meta.get("test_ece"),
+                    ink_gamma=meta.get("ink_gamma"),
                 ),
             )
             entry.workers.append(process_name(record))

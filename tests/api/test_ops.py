@@ -59,7 +59,7 @@ def test_model_metadata(client: TestClient) -> None:
 def test_a_rollout_shows_both_versions(client: TestClient) -> None:
     """Two processes on different versions, one with a canary: /ready and /model list all."""
     redis = client.app.state.workers.redis  # type: ignore[attr-defined]
-    meta = {"trained_at": "2026-01-01T00:00:00+00:00", "test_accuracy": 0.99}
+    meta = {"trained_at": "2026-01-01T00:00:00+00:00", "test_accuracy": 0.99, "ink_gamma": 0.7}
     records = {
         "n@h/1": {
             "process": "n@h/1",
@@ -73,7 +73,11 @@ def test_a_rollout_shows_both_versions(client: TestClient) -> None:
             "hostname": "n@h",
             "model_version": "aaaaaaaaaaaa",
             "model": meta,
-            "canary": {"version": "cccccccccccc", "percent": 10, "model": meta},
+            "canary": {
+                "version": "cccccccccccc",
+                "percent": 10,
+                "model": {**meta, "ink_gamma": 1.0},  # a canary that reads uploads unlifted
+            },
         },
         "m@h/3": {
             "process": "m@h/3",
@@ -103,6 +107,8 @@ def test_a_rollout_shows_both_versions(client: TestClient) -> None:
     assert by_version["bbbbbbbbbbbb"]["workers"] == ["m@h/3"]
     assert by_version["cccccccccccc"]["canary_percent"] == 10
     assert by_version["cccccccccccc"]["workers"] == ["n@h/2"]
+    assert by_version["cccccccccccc"]["ink_gamma"] == 1.0
+    assert by_version["aaaaaaaaaaaa"]["ink_gamma"] == info["ink_gamma"] == 0.7
 
 
 def test_metrics_move_with_predictions(client: TestClient, digits: list[np.ndarray]) -> None:

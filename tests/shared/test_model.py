@@ -9,6 +9,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -87,13 +88,14 @@ def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
     upload = io.BytesIO()
     Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)).save(upload, "PNG")
     image = Image.open(io.BytesIO(upload.getvalue()))
-    traced_calls = []
+    traced_calls: list[tuple[Any, ...]] = []
     prepare_traced = inference._prepare_traced
-    monkeypatch.setattr(
-        inference,
-        "_prepare_traced",
-        lambda *args: traced_calls.append(args) or prepare_traced(*args),
-    )
+
+    def spy(*args: Any) -> np.ndarray:
+        traced_calls.append(args)
+        return prepare_traced(*args)
+
+    monkeypatch.setattr(inference, "_prepare_traced", spy)
     tracer = TracerProvider().get_tracer("test")
     seen = {}
     for model, gamma in ((trained, INK_GAMMA), (older, 1.0)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_list_activate_and_roll_back(
     assert "a model from before versions is at MODEL_PATH" in capsys.readouterr().out
     store = ModelStore(settings.model_path)
     old = store.adopt()
-    new = store.add(variant(small_model_path, 1, ink_gamma=1.0))
+    new = store.add(variant(small_model_path, 1))
     assert run(settings, "list") == 0
     lines = capsys.readouterr().out.splitlines()
     header = ["VERSION", "TRAINED", "AT", "ACCURACY", "ECE", "LIFT", "SIZE", "SERVED"]
@@ -38,9 +39,7 @@ def test_list_activate_and_roll_back(
     assert rows[old].endswith("served") and rows[new].endswith("-")
     accuracy = model_files.read_metadata(small_model_path)["test_accuracy"]
     assert " MB " in rows[old] and f" {accuracy:.4f} " in rows[old]
-    # each version's own lift: the trained one's, and the variant's none
     assert rows[old].split()[4] == f"{model_files.load(small_model_path).ink_gamma:g}" == "0.7"
-    assert rows[new].split()[4] == "1"
 
     assert run(settings, "activate", new) == 0
     said = capsys.readouterr().err
@@ -64,6 +63,27 @@ def test_canary_then_drop(
     assert "canary 10%" in out and "served 90%" in out
     assert run(settings, "drop-canary") == 0
     assert store.read_pointer() == Pointer(pointer.served)
+
+
+def test_list_shows_each_versions_lift(
+    settings: Settings, small_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ModelStore(settings.model_path)
+    trained = store.adopt()
+    other = store.add(variant(small_model_path, 1, ink_gamma=2.0))
+    older = store.add(variant(small_model_path, 2))
+    unreadable = store.add(variant(small_model_path, 3))
+    # metadata from before the lift existed has no ink_gamma: those models read unlifted
+    meta_path = model_files.metadata_path(store.model_file(older))
+    meta = json.loads(meta_path.read_text())
+    del meta["ink_gamma"]
+    meta_path.write_text(json.dumps(meta))
+    model_files.metadata_path(store.model_file(unreadable)).write_text("{not json")
+    assert run(settings, "list") == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    lift = rows[trained].index("0.7")  # the column, found from a known value
+    assert (rows[other][lift], rows[older][lift]) == ("2", "1")
+    assert rows[unreadable][lift] == "-"  # nothing known, so no claim of "unlifted"
 
 
 @pytest.mark.parametrize("how", ["unknown", "damaged", "bad canary share"])
