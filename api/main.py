@@ -30,6 +30,7 @@ from api.publisher import (
     TaskPublisher,
     origin,
 )
+from api.recovery import Recovery
 from api.results import ResultListener
 from api.routes import jobs, ops, page, predict
 from api.routes.ops import ReadinessCache
@@ -85,6 +86,18 @@ def create_app(
         key_prefix = result_key_prefix(celery_app)
         listener = ResultListener(redis, key_prefix)
         listener.start()
+        recovery = None
+        if not settings.embedded:  # eager tasks never sit in Redis
+            recovery = Recovery(
+                redis,
+                settings.queue_name,
+                result_key_prefix=key_prefix,
+                check_seconds=settings.lost_task_check_seconds,
+                grace_seconds=settings.lost_task_grace_seconds,
+                ttl_seconds=settings.result_ttl_seconds,
+                on_requeued=app.state.metrics.requeued.inc,
+            )
+            recovery.start()
         workers = WorkerDirectory(redis, settings.queue_name)
         app.state.workers = workers
         app.state.store = JobStore(redis, key_prefix)
@@ -107,6 +120,8 @@ def create_app(
         finally:
             try:
                 await app.state.jobs.stop()
+                if recovery is not None:
+                    await recovery.stop()
                 await listener.stop()
                 if isinstance(publisher, CeleryTaskPublisher):
                     publisher.close()

@@ -89,6 +89,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.requeued = Counter(
+            "mnist_tasks_requeued",
+            "Task messages found lost between Redis and a worker and queued again.",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "mnist_queue_depth",
             "Tasks waiting in Redis (read at scrape time).",

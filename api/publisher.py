@@ -4,7 +4,8 @@
 synchronous, so from an async API every send would need a thread hop, and it would take a
 second round trip for the back-pressure check and the job records. Instead, one small Lua
 script does it all atomically, in one round trip, without leaving the event loop: refuse if
-the queue is full or Redis nears its ``maxmemory``, record the job ids, push the task.
+the queue is full or Redis nears its ``maxmemory``, record the job ids, keep a copy of the
+message until its result exists (``api/recovery.py``), push the task.
 
 Memory: Redis runs with ``noeviction``, so at its limit it refuses every write, the workers'
 results included, and accepted jobs would stall. The script refuses new jobs earlier, at
@@ -45,12 +46,13 @@ from shared.errors import (
     ReplicasUnavailable,
     ReplicationTimeout,
 )
-from shared.queue import JOB_KEY_PREFIX
+from shared.queue import JOB_KEY_PREFIX, SENT_AT_KEY, SENT_KEY
 from shared.schemas import TASK_PREDICT
 
-# KEYS: the queue, then one key per job. ARGV: max depth, ttl, message, memory high water
-# (a share of maxmemory), replicas required, then the job values. Returns the depth, or
-# -1 (queue full), -2 (memory), -3 (too few replicas connected): then nothing is written.
+# KEYS: the queue, the sent messages and their times (``api/recovery.py``), then one key
+# per job. ARGV: max depth, ttl, message, memory high water (a share of maxmemory), replicas
+# required, the task id, then the job values. Returns the depth, or -1 (queue full), -2
+# (memory), -3 (too few replicas connected): then nothing is written.
 ENQUEUE_SCRIPT = """
 local depth = redis.call('LLEN', KEYS[1])
 if depth >= tonumber(ARGV[1]) then return -1 end
@@ -60,7 +62,7 @@ if high_water < 1 then
   local limit = tonumber(string.match(info, 'maxmemory:(%d+)'))
   if limit and limit > 0 then
     local used = tonumber(string.match(info, 'used_memory:(%d+)'))
-    if used + 2 * string.len(ARGV[3]) > limit * high_water then return -2 end
+    if used + 3 * string.len(ARGV[3]) > limit * high_water then return -2 end
   end
 end
 local replicas = tonumber(ARGV[5])
@@ -68,9 +70,12 @@ if replicas > 0 then
   local info = redis.call('INFO', 'replication')
   if tonumber(string.match(info, 'connected_slaves:(%d+)') or 0) < replicas then return -3 end
 end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 4], 'EX', ARGV[2])
+for i = 4, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[2])
 end
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[3])
+redis.call('ZADD', KEYS[3], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[6])
 redis.call('LPUSH', KEYS[1], ARGV[3])
 return depth
 """
@@ -126,13 +131,14 @@ class RedisTaskPublisher:
         headers: dict[str, str] | None = None,
     ) -> None:
         rules = self.admission
-        keys = [self.queue, *(JOB_KEY_PREFIX + job for job in jobs)]
+        keys = [self.queue, SENT_KEY, SENT_AT_KEY, *(JOB_KEY_PREFIX + job for job in jobs)]
         args: list[str | int | float] = [
             rules.max_depth,
             rules.ttl_seconds,
             self.messages.build(task_id, kwargs, summary, headers),
             rules.memory_high_water,
             rules.min_replicas,
+            task_id,
             *jobs.values(),
         ]
         replicas = None

@@ -15,6 +15,13 @@ from shared import redis_clients
 from shared.settings import Settings
 
 JOB_KEY_PREFIX = "mnist:job:"
+# Every task message the API sends, until its result exists (``api/recovery.py``): task id
+# -> message, and task id -> when it was sent (ms).
+SENT_KEY = "mnist:sent"
+SENT_AT_KEY = "mnist:sent_at"
+# kombu's Redis transport keeps a fetched, unacknowledged message here under its delivery
+# tag (its default ``unacked_key``, which this project does not change).
+UNACKED_KEY = "unacked"
 ATTEMPTS_KEY_PREFIX = "mnist:attempts:"
 WORKER_KEY_PREFIX = "mnist:worker:"
 """Each live worker process keeps ``mnist:worker:<hostname>/<pid>`` (what it serves) fresh."""

@@ -43,6 +43,17 @@ class Settings(BaseSettings):
         description="Refuse new jobs once Redis uses this share of its maxmemory; the rest "
         "is kept for the results of the jobs already accepted.",
     )
+    lost_task_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the API looks for task messages lost between Redis and a "
+        "worker (a Redis crash or failover as a worker fetched one) and queues them again.",
+    )
+    lost_task_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A message is looked at once it is this old.",
+    )
     queue_name: str = "mnist"
     result_ttl_seconds: int = Field(default=3600, ge=10)
     redis_timeout_seconds: float = Field(default=1.0, gt=0)

@@ -16,7 +16,7 @@ from api.messages import MessageFactory
 from api.publisher import Admission, RedisTaskPublisher
 from bench.procs import wait_until
 from shared.errors import QueueFull, QueueOutOfMemory, ReplicasUnavailable, ReplicationTimeout
-from shared.queue import JOB_KEY_PREFIX, make_celery
+from shared.queue import JOB_KEY_PREFIX, SENT_AT_KEY, SENT_KEY, make_celery
 from shared.settings import Settings
 from tests.conftest import RedisServer, start_private_redis
 
@@ -38,8 +38,14 @@ def enqueue(server: RedisServer, admission: Admission, job: str = "job-1", size:
 
 
 def stored(server: RedisServer) -> tuple[int, list[bytes]]:
+    """The queue's length and the job records; checks that the kept copies match the
+    queued tasks (a refused job leaves no copy either)."""
     client = server.client()
-    return int(client.llen(QUEUE)), sorted(client.keys(JOB_KEY_PREFIX + "*"))
+    sent = sorted(client.hkeys(SENT_KEY))
+    assert sent == sorted(client.zrange(SENT_AT_KEY, 0, -1))
+    depth, jobs = int(client.llen(QUEUE)), sorted(client.keys(JOB_KEY_PREFIX + "*"))
+    assert sent == sorted(b"task-" + key.removeprefix(JOB_KEY_PREFIX.encode()) for key in jobs)
+    return depth, jobs
 
 
 @pytest.fixture
@@ -55,6 +61,9 @@ def test_a_job_is_queued_with_its_record(clean: RedisServer) -> None:
     assert message["headers"]["id"] == "task-job-1"
     assert client.get(JOB_KEY_PREFIX + "job-1") == b"task-job-1:0"
     assert 0 < client.ttl(JOB_KEY_PREFIX + "job-1") <= 60
+    # a copy kept until the result exists, for api/recovery.py
+    assert client.hget(SENT_KEY, "task-job-1") == client.lindex(QUEUE, 0)
+    assert client.zscore(SENT_AT_KEY, "task-job-1") is not None
 
 
 def test_a_full_queue_refuses_and_writes_nothing(clean: RedisServer) -> None:

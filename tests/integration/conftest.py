@@ -135,16 +135,21 @@ def job(base: str, job_id: str) -> dict:
 
 def wait_all_done(base: str, job_ids: list[str], timeout: float) -> dict[str, dict]:
     done: dict[str, dict] = {}
+    last: dict[str, dict] = {}
 
     def finished() -> bool:
         for job_id in job_ids:
             if job_id not in done:
-                status = job(base, job_id)
+                status = last[job_id] = job(base, job_id)
                 if status.get("status") in ("succeeded", "failed"):  # 503: ask again
                     done[job_id] = status
         return len(done) == len(job_ids)
 
-    wait_until(finished, timeout, f"{len(job_ids)} jobs")
+    try:
+        wait_until(finished, timeout, f"{len(job_ids)} jobs")
+    except TimeoutError as exc:  # say which jobs, and what the API last said of them
+        waiting = {j: last.get(j) for j in job_ids if j not in done}
+        raise TimeoutError(f"{exc}: {len(waiting)} unfinished, {waiting}") from None
     return done
 
 
