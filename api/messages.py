@@ -24,6 +24,7 @@ from celery import Celery
 from kombu.connection import Connection
 from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as to_json
+from kombu.utils.json import loads as from_json
 
 from shared.schemas import TASK_PREDICT
 
@@ -93,6 +94,7 @@ class MessageFactory:
         kwargs: dict[str, Any],
         kwargsrepr: str,
         headers: dict[str, str] | None = None,
+        delivery_tag: str | None = None,
     ) -> str:
         """The JSON string kombu's Redis transport would push for this task; ``headers``:
         more message headers, as ``send_task(headers=...)`` adds them (the trace context,
@@ -123,7 +125,23 @@ class MessageFactory:
         # queue is published through the anonymous exchange (as Celery's producer does).
         envelope["body"], encoding = channel.encode_body(envelope["body"], channel.body_encoding)
         envelope["properties"]["body_encoding"] = encoding
-        envelope["properties"]["delivery_tag"] = str(uuid.uuid4())
+        envelope["properties"]["delivery_tag"] = delivery_tag or str(uuid.uuid4())
         envelope["properties"]["delivery_info"].update(exchange="", routing_key=self.queue)
         text: str = to_json(envelope)  # type: ignore[no-untyped-call]  # unannotated in kombu
         return text
+
+
+def redelivered(text: str) -> str:
+    """The message as kombu's Redis transport puts it back on the queue when it restores it
+    (a worker that died, a rejected or requeued task, a worker's shutdown): the same
+    envelope with ``redelivered`` set in its headers and delivery info, serialised again
+    (``Channel._do_restore_message``; ``tests/api/test_recovery.py`` pins it against kombu).
+    A text that is not such an envelope comes back as it is."""
+    try:
+        envelope = from_json(text)  # type: ignore[no-untyped-call]  # unannotated in kombu
+        envelope["headers"]["redelivered"] = True
+        envelope["properties"]["delivery_info"]["redelivered"] = True
+    except (ValueError, TypeError, KeyError):
+        return text
+    again: str = to_json(envelope)  # type: ignore[no-untyped-call]
+    return again

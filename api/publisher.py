@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,8 +52,10 @@ from shared.schemas import TASK_PREDICT
 
 # KEYS: the queue, the sent messages and their times (``api/recovery.py``), then one key
 # per job. ARGV: max depth, ttl, message, memory high water (a share of maxmemory), replicas
-# required, the task id, then the job values. Returns the depth, or -1 (queue full), -2
-# (memory), -3 (too few replicas connected): then nothing is written.
+# required, the task id, the message's delivery tag, then the job values. The copy is kept
+# as "<delivery tag>\n<message>", so recovery reads the tag without parsing the message.
+# Returns the depth, or -1 (queue full), -2 (memory), -3 (too few replicas connected): then
+# nothing is written.
 ENQUEUE_SCRIPT = """
 local depth = redis.call('LLEN', KEYS[1])
 if depth >= tonumber(ARGV[1]) then return -1 end
@@ -71,10 +74,10 @@ if replicas > 0 then
   if tonumber(string.match(info, 'connected_slaves:(%d+)') or 0) < replicas then return -3 end
 end
 for i = 4, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[i + 3], 'EX', ARGV[2])
+  redis.call('SET', KEYS[i], ARGV[i + 4], 'EX', ARGV[2])
 end
 local now = redis.call('TIME')
-redis.call('HSET', KEYS[2], ARGV[6], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[7] .. '\\n' .. ARGV[3])
 redis.call('ZADD', KEYS[3], now[1] * 1000 + math.floor(now[2] / 1000), ARGV[6])
 redis.call('LPUSH', KEYS[1], ARGV[3])
 return depth
@@ -132,13 +135,15 @@ class RedisTaskPublisher:
     ) -> None:
         rules = self.admission
         keys = [self.queue, SENT_KEY, SENT_AT_KEY, *(JOB_KEY_PREFIX + job for job in jobs)]
+        tag = str(uuid.uuid4())
         args: list[str | int | float] = [
             rules.max_depth,
             rules.ttl_seconds,
-            self.messages.build(task_id, kwargs, summary, headers),
+            self.messages.build(task_id, kwargs, summary, headers, delivery_tag=tag),
             rules.memory_high_water,
             rules.min_replicas,
             task_id,
+            tag,
             *jobs.values(),
         ]
         replicas = None

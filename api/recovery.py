@@ -29,16 +29,19 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from api.messages import redelivered
 from shared.queue import SENT_AT_KEY, SENT_KEY, UNACKED_KEY
 
 log = logging.getLogger("api.recovery")
 
 # KEYS: the sent copies, their times, the queue, kombu's unacked hash. ARGV: grace (ms),
-# how long jobs live (ms), the result key prefix, the most copies to look at. Returns the
-# number of copies looked at, the number dropped, then the task ids put back on the queue.
-RECOVER_SCRIPT = """
+# how long jobs live (ms), the result key prefix, the most copies to look at. Drops the
+# copies of answered or expired tasks; returns the number looked at, the number dropped,
+# then (task id, message) for each copy that is neither held by a worker nor in the queue
+# as it was sent: a candidate, which REQUEUE_SCRIPT decides on.
+SCAN_SCRIPT = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]),
@@ -46,23 +49,41 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1])
 local out = {#ids / 2, 0}
 for i = 1, #ids, 2 do
   local id, sent = ids[i], tonumber(ids[i + 1])
-  local message = redis.call('HGET', KEYS[1], id)
-  if (not message) or redis.call('EXISTS', ARGV[3] .. id) == 1
+  local copy = redis.call('HGET', KEYS[1], id)
+  local cut = copy and string.find(copy, '\\n', 1, true)
+  if (not cut) or redis.call('EXISTS', ARGV[3] .. id) == 1
       or sent < now - tonumber(ARGV[2]) then
     redis.call('HDEL', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
     out[2] = out[2] + 1
   else
-    local tag = cjson.decode(message)['properties']['delivery_tag']
+    local message = string.sub(copy, cut + 1)
     -- from the tail: the oldest messages wait there, so a backlog is not scanned whole
-    if redis.call('HEXISTS', KEYS[4], tag) == 0
+    if redis.call('HEXISTS', KEYS[4], string.sub(copy, 1, cut - 1)) == 0
         and not redis.call('LPOS', KEYS[3], message, 'RANK', -1) then
-      redis.call('LPUSH', KEYS[3], message)
       out[#out + 1] = id
+      out[#out + 1] = message
     end
   end
 end
 return out
+"""
+# KEYS: the sent copies, the queue, kombu's unacked hash. ARGV: the task id, the message as
+# kombu puts it back when it restores it, the result key prefix. Queues the sent message
+# again only if it is still unanswered, not held, and in the queue in neither form;
+# returns 1 if it did.
+REQUEUE_SCRIPT = """
+local copy = redis.call('HGET', KEYS[1], ARGV[1])
+local cut = copy and string.find(copy, '\\n', 1, true)
+if (not cut) or redis.call('EXISTS', ARGV[3] .. ARGV[1]) == 1 then return 0 end
+local message = string.sub(copy, cut + 1)
+if redis.call('HEXISTS', KEYS[3], string.sub(copy, 1, cut - 1)) == 1
+    or redis.call('LPOS', KEYS[2], message, 'RANK', -1)
+    or redis.call('LPOS', KEYS[2], ARGV[2], 'RANK', -1) then
+  return 0
+end
+redis.call('LPUSH', KEYS[2], message)
+return 1
 """
 BATCH = 200  # copies per script call: bounds how long one call holds Redis
 
@@ -88,27 +109,38 @@ class Recovery:
         self.grace_ms = int(grace_seconds * 1000)
         self.ttl_ms = ttl_seconds * 1000
         self.on_requeued = on_requeued
-        self._script = redis.register_script(RECOVER_SCRIPT)
+        self._scan = redis.register_script(SCAN_SCRIPT)
+        self._requeue = redis.register_script(REQUEUE_SCRIPT)
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> list[str]:
-        """One look: the ids of the tasks put back on the queue. Calls the script batch
-        after batch while whole batches of copies are being dropped, so under load the
-        copies of answered tasks go as fast as they come."""
-        found: list[str] = []
+        """One look: the ids of the tasks put back on the queue. Scans batch after batch
+        while whole batches of copies are being dropped, so under load the copies of
+        answered tasks go as fast as they come."""
+        candidates: list[tuple[str, str]] = []
         while True:
-            looked, dropped, *ids = await self._script(
+            looked, dropped, *rest = await self._scan(
                 keys=[SENT_KEY, SENT_AT_KEY, self.queue, UNACKED_KEY],
                 args=[self.grace_ms, self.ttl_ms, self.result_key_prefix, BATCH],
             )
-            found += [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+            texts = [r.decode() if isinstance(r, bytes) else str(r) for r in rest]
+            candidates += list(zip(texts[::2], texts[1::2], strict=True))
             if int(looked) < BATCH or int(dropped) == 0:
                 break
-        for task_id in found:
-            log.warning(
-                "task message lost between Redis and a worker; queued again",
-                extra={"task_id": task_id},
-            )
+        found = []
+        for task_id, message in candidates:
+            # kombu re-serialises a message it restores: look for that form too, or a task
+            # it put back would run twice.
+            again = redelivered(message)
+            if await self._requeue(
+                keys=[SENT_KEY, self.queue, UNACKED_KEY],
+                args=[task_id, again, self.result_key_prefix],
+            ):
+                found.append(task_id)
+                log.warning(
+                    "task message lost between Redis and a worker; queued again",
+                    extra={"task_id": task_id},
+                )
         if found:
             self.on_requeued(len(found))
         return found
@@ -117,6 +149,8 @@ class Recovery:
         while True:
             try:
                 await self.check()
+            except ResponseError as exc:  # the scripts failing: copies would pile up unseen
+                log.warning("lost-task check failed", extra={"error": str(exc)})
             except (RedisError, OSError) as exc:  # Redis away: the next round tries again
                 log.debug("lost-task check failed", extra={"error": str(exc)})
             await asyncio.sleep(self.check_seconds)

@@ -62,7 +62,8 @@ def test_a_job_is_queued_with_its_record(clean: RedisServer) -> None:
     assert client.get(JOB_KEY_PREFIX + "job-1") == b"task-job-1:0"
     assert 0 < client.ttl(JOB_KEY_PREFIX + "job-1") <= 60
     # a copy kept until the result exists, for api/recovery.py
-    assert client.hget(SENT_KEY, "task-job-1") == client.lindex(QUEUE, 0)
+    tag = message["properties"]["delivery_tag"].encode()
+    assert client.hget(SENT_KEY, "task-job-1") == tag + b"\n" + client.lindex(QUEUE, 0)
     assert client.zscore(SENT_AT_KEY, "task-job-1") is not None
 
 

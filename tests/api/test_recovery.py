@@ -148,3 +148,30 @@ def test_copies_of_answered_tasks_go_in_one_look_batch_after_batch(
     client.ltrim(QUEUE, 0, 0)  # the workers took all but the newest, "waiting"
     assert check(private_redis) == []
     assert client.hkeys(SENT_KEY) == [b"waiting"]  # 8 copies dropped, 3 at a time
+
+
+def test_a_message_kombu_put_back_is_not_queued_twice(private_redis: RedisServer) -> None:
+    # A rejected or requeued task, a dead worker's or a stopping worker's: kombu restores
+    # it re-serialised, flagged as redelivered, and drops its unacked record.
+    publish(private_redis, "restored")
+    client = private_redis.client()
+    sent = client.lindex(QUEUE, 0)
+    with Connection(private_redis.url) as connection:
+        queue = connection.SimpleQueue(QUEUE)
+        queue.get(timeout=5).requeue()
+        queue.close()
+    [back] = client.lrange(QUEUE, 0, -1)
+    assert back != sent and json.loads(back)["headers"]["redelivered"] is True
+    assert client.hlen(UNACKED_KEY) == 0
+    assert check(private_redis) == []  # found in the form kombu gave it
+    assert client.llen(QUEUE) == 1
+
+
+def test_a_copy_without_a_delivery_tag_is_dropped_not_fatal(private_redis: RedisServer) -> None:
+    publish(private_redis, "good")
+    client = private_redis.client()
+    client.rpop(QUEUE)
+    client.hset(SENT_KEY, "bad", "no tag here")
+    client.zadd(SENT_AT_KEY, {"bad": client.time()[0] * 1000 - 1000})  # young, not expired
+    assert check(private_redis) == ["good"]  # the bad copy does not stop the good one
+    assert client.hkeys(SENT_KEY) == [b"good"]
