@@ -12,7 +12,12 @@ def _tree(total: float) -> dict[str, Any]:
 
 
 def _results(
-    *, non_2xx: int = 0, failed: int = 0, api_after: float = 100.0, left: int = 0
+    *,
+    non_2xx: int = 0,
+    failed: int = 0,
+    api_after: float = 100.0,
+    left: int = 0,
+    copies_left: int = 0,
 ) -> dict[str, Any]:
     snapshots = {
         phase: {"api": _tree(100.0), "worker": _tree(400.0)}
@@ -26,7 +31,11 @@ def _results(
         "keys": {
             "after_sync": {"total": 30000, "mnist:job:*": 25000},
             "after_load": {"total": 9000, "mnist:job:*": 5000},
-            "after_expiry": {"total": 5 + left, "mnist:job:*": left},
+            "after_expiry": {
+                "total": 5 + left + (copies_left > 0),
+                "mnist:job:*": left,
+                "sent entries": copies_left,  # the API's copies of unanswered tasks
+            },
             "ttl_audit": {"checked": 29990, "without_ttl": {}, "samples": []},
         },
     }
@@ -44,6 +53,7 @@ def test_errors_growth_and_leftover_keys_each_fail() -> None:
     assert failed(_results(failed=1)) == {"async errors"}
     assert failed(_results(api_after=110.0)) == {"api RSS growth"}  # 10% is not < 10%
     assert failed(_results(left=1)) == {"keys after expiry"}
+    assert failed(_results(copies_left=1)) == {"keys after expiry"}  # a copy never dropped
     leaky = _results()
     leaky["keys"]["ttl_audit"]["without_ttl"] = {"mnist:attempts:*": 3}
     assert failed(leaky) == {"mnist:* / celery-task-meta-* keys with a TTL"}
@@ -54,6 +64,7 @@ def test_keys_are_grouped_by_the_prefixes_the_code_writes() -> None:
     assert key_group("celery-task-meta-abc", "mnist") == "celery-task-meta-*"
     assert key_group("_kombu.binding.mnist", "mnist") == "_kombu.*"
     assert key_group("mnist", "mnist") == "queue list"
+    assert key_group("mnist:sent", "mnist") == key_group("mnist:sent_at", "mnist") == "sent copies"
     assert key_group("something", "mnist") == "other"
     assert growth_pct(0.0, 5.0) is None
     assert growth_pct(200.0, 210.0) == 5.0
