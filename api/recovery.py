@@ -9,15 +9,18 @@ one job of about 200 this way in 2 of 8 runs before this module existed.
 
 So the publisher keeps a copy of every message it sends (``SENT_KEY``, with the time in
 ``SENT_AT_KEY``), and ``Recovery`` looks, every ``LOST_TASK_CHECK_SECONDS``, at copies
-older than ``LOST_TASK_GRACE_SECONDS``, in one atomic script:
+older than ``LOST_TASK_GRACE_SECONDS``:
 
 - its result exists, or its jobs have expired: the copy is dropped;
 - a worker holds it (kombu's ``unacked`` hash has its delivery tag) or it is still in the
-  queue: nothing to do yet (a worker that dies is kombu's to redeliver);
+  queue, as sent or as kombu puts back a message it restores: nothing to do yet (a worker
+  that dies is kombu's to redeliver);
 - otherwise it is lost: it goes back on the queue, and is counted and logged.
 
-Every API process may run it: the script is atomic, and a message put back is in the queue
-for the next look. A message caught in the instant between ``BRPOP`` and kombu's record
+A scan script drops copies and names candidates; for each, a second script checks again
+(with kombu's restored form, which only Python derives) and queues it. Every API process
+may run them: each script is atomic, and a message put back is in the queue for the next
+look. A message caught in the instant between ``BRPOP`` and kombu's record
 would also be put back and run twice: jobs run at least once, as the README says.
 """
 
@@ -102,7 +105,6 @@ class Recovery:
         ttl_seconds: int,
         on_requeued: Callable[[int], None] = lambda _: None,
     ) -> None:
-        self.redis = redis
         self.queue = queue
         self.result_key_prefix = result_key_prefix
         self.check_seconds = check_seconds
