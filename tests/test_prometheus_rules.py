@@ -36,10 +36,12 @@ def test_every_alert_passes_its_unit_tests() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_alert_has_a_unit_test() -> None:
+def test_every_alert_has_a_unit_test_and_a_readme_row() -> None:
     rules = (FOLDER / "alerts.yml").read_text()
     tests = (FOLDER / "alerts.test.yml").read_text()
     alerts = [line.split(":", 1)[1].strip() for line in rules.splitlines() if "- alert:" in line]
-    assert len(alerts) == 5
+    assert len(alerts) == 6
+    readme = (FOLDER.parents[1] / "README.md").read_text()
     for name in alerts:
         assert f"alertname: {name}" in tests, f"{name} has no test"
+        assert f"| `{name}` |" in readme, f"{name} is not in the README's table of alerts"
