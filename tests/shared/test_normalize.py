@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from shared.errors import NoDigitFound
-from shared.normalize import INK_GAMMA, _fast_path, to_mnist
+from shared.normalize import INK_GAMMA, _fast_path, _with_faint_strokes, to_mnist
 
 # --------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -399,6 +399,30 @@ def test_hairlines_hold_a_digit_together():
     assert left > 0.5 and right > 0.5, (left, right)
     rows = np.flatnonzero(out.max(1) > 0.05)
     assert rows[-1] - rows[0] + 1 >= 19  # and the digit keeps its full height in the field
+
+
+def test_a_faint_stroke_reaching_far_beyond_the_strong_ink_stays_in_the_box():
+    # A 9 whose down-stroke is solid and whose loop is grey, as a thin pen scanned at low
+    # resolution leaves it: the loop is faint ink, not strong, and reaches far to the left.
+    ink = np.zeros((200, 200), np.float32)
+    ink[30:170, 125:140] = 1.0
+    ink[30:40, 50:140] = ink[90:100, 50:140] = ink[30:100, 50:60] = 0.25
+    out = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)))
+    cols = np.flatnonzero(out.max(0) > 0.1)
+    assert cols[-1] - cols[0] + 1 >= 10, cols  # the loop, not the down-stroke alone
+    assert float(out[:, : cols[0] + 3].max()) > 0.25  # its left side, lifted
+
+
+def test_faint_ink_near_the_strong_ink_leaves_its_box_alone():
+    # A halo or a hairline's tip: faint ink a little beyond the strong ink's box (here 10
+    # of a 100-pixel digit on every side) does not widen it; a stroke far beyond one side
+    # widens that side only.
+    region = np.zeros((200, 200), bool)
+    region[40:160, 40:160] = True
+    box = (50, 50, 150, 150)
+    assert _with_faint_strokes(region, box) == box
+    region[60:70, 5:40] = True
+    assert _with_faint_strokes(region, box) == (50, 5, 150, 150)
 
 
 @pytest.mark.parametrize("grey", [0.45, 0.7])
