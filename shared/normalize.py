@@ -361,6 +361,7 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
         raise NoDigitFound("No ink found.")
     mass = np.bincount(labels.ravel(), weights=sm.ravel(), minlength=n + 1)[1:]
     # boxes of the strong ink only: a blurred halo or a hairline's tip does not widen them
+    # (nor the digit's: ``_with_faint_strokes``)
     boxes = ndimage.find_objects(labels * strong, max_label=n)
     order = np.argsort(-mass)
     main = int(order[0])
@@ -393,6 +394,7 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
         region = mask
     else:
         region = np.isin(labels, np.fromiter((i + 1 for i in keep), np.int32))
+    # before the dilation below, so that the fringe it adds does not count as reach
     y0, x0, y1, x1 = _with_faint_strokes(region, (y0, x0, y1, x1))
     # keep anti-aliased fringes next to the kept strokes, drop everything else
     region = ndimage.binary_dilation(region, _STRUCT8, iterations=2)
@@ -404,21 +406,21 @@ def _segment(ink: np.ndarray, noise: float) -> tuple[np.ndarray, tuple[int, int,
 def _with_faint_strokes(
     region: np.ndarray, box: tuple[int, int, int, int]
 ) -> tuple[int, int, int, int]:
-    """``box`` (the strong ink's) widened on each side where the digit's faint ink reaches
-    more than ``FAINT_REACH`` of its size beyond it. A blurred halo or a hairline's tip
-    stays within that and leaves the box alone; a stroke drawn with a thin pen and scanned
-    at low resolution reads grey, and cutting it off changes the digit (an 8 without the
-    tops of its loops reads as 4, a 3 without its left half as 1: README, the faint-stroke
-    round)."""
+    """``box`` (the strong ink's) widened on a side where the digit's faint ink reaches more
+    than ``FAINT_REACH`` of its size beyond it, but not to the image's edge. A thin pen's
+    stroke scanned at low resolution reads grey, and cutting it off changes the digit (README,
+    the faint-stroke round); a halo or a hairline's tip stays near the strokes, and a ruled
+    line, a shadow or the paper's edge runs off the image."""
     y0, x0, y1, x1 = box
+    height, width = region.shape
     rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
     reach = FAINT_REACH * max(y1 - y0, x1 - x0)
     top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     return (
-        top if y0 - top > reach else y0,
-        left if x0 - left > reach else x0,
-        bottom if bottom - y1 > reach else y1,
-        right if right - x1 > reach else x1,
+        top if 0 < top < y0 - reach else y0,
+        left if 0 < left < x0 - reach else x0,
+        bottom if y1 + reach < bottom < height else y1,
+        right if x1 + reach < right < width else x1,
     )
 
 

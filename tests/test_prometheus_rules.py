@@ -12,7 +12,7 @@ import pytest
 FOLDER = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
 
-pytestmark = pytest.mark.skipif(
+needs_promtool = pytest.mark.skipif(
     PROMTOOL is None and not os.environ.get("REQUIRE_PROMTOOL"),
     reason="promtool not installed (Debian: apt-get install prometheus)",
 )
@@ -25,12 +25,14 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@needs_promtool
 def test_the_scrape_config_and_its_rules_are_valid() -> None:
     done = _promtool("check", "config", "prometheus.yml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
+@needs_promtool
 def test_every_alert_passes_its_unit_tests() -> None:
     done = _promtool("test", "rules", "alerts.test.yml")
     assert done.returncode == 0, done.stdout + done.stderr

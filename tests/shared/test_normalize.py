@@ -401,16 +401,29 @@ def test_hairlines_hold_a_digit_together():
     assert rows[-1] - rows[0] + 1 >= 19  # and the digit keeps its full height in the field
 
 
-def test_a_faint_stroke_reaching_far_beyond_the_strong_ink_stays_in_the_box():
-    # A 9 whose down-stroke is solid and whose loop is grey, as a thin pen scanned at low
-    # resolution leaves it: the loop is faint ink, not strong, and reaches far to the left.
-    ink = np.zeros((200, 200), np.float32)
+@pytest.mark.parametrize("page", [200, 800])  # 800: the digit is re-read at full size
+def test_a_faint_stroke_reaching_far_beyond_the_strong_ink_stays_in_the_box(page):
+    # A solid down-stroke with a grey loop, as a thin pen's strokes come out when scanned at
+    # low resolution: the loop is faint ink, not strong, and reaches far to the left.
+    ink = np.zeros((page, page), np.float32)
     ink[30:170, 125:140] = 1.0
     ink[30:40, 50:140] = ink[90:100, 50:140] = ink[30:100, 50:60] = 0.25
     out = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)))
     cols = np.flatnonzero(out.max(0) > 0.1)
     assert cols[-1] - cols[0] + 1 >= 10, cols  # the loop, not the down-stroke alone
     assert float(out[:, : cols[0] + 3].max()) > 0.25  # its left side, lifted
+
+
+def test_a_faint_ruled_line_through_the_digit_leaves_its_box_alone():
+    # A 1 written on a faint ruled line that runs off both sides of the page: it is faint
+    # ink touching the digit, but no stroke of it.
+    ink = np.zeros((200, 200), np.float32)
+    ink[30:170, 94:106] = 1.0
+    ink[160:166, :] = 0.25
+    out = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)))
+    rows, cols = np.flatnonzero(out.max(1) > 0.1), np.flatnonzero(out.max(0) > 0.1)
+    assert rows[-1] - rows[0] + 1 >= 19
+    assert cols[-1] - cols[0] + 1 <= 6, cols
 
 
 def test_faint_ink_near_the_strong_ink_leaves_its_box_alone():
@@ -423,6 +436,8 @@ def test_faint_ink_near_the_strong_ink_leaves_its_box_alone():
     assert _with_faint_strokes(region, box) == box
     region[60:70, 5:40] = True
     assert _with_faint_strokes(region, box) == (50, 5, 150, 150)
+    region[60:70, 0:5] = True  # now it runs off the image: a line, not a stroke
+    assert _with_faint_strokes(region, box) == box
 
 
 @pytest.mark.parametrize("grey", [0.45, 0.7])
