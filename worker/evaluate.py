@@ -6,7 +6,8 @@ predict), with how many answers match the in-memory ones; the latency per image 
 throughput of batches, on one thread as a worker process runs; the accuracy on the
 project's real-world sets (photos, canvas drawings, large images, typed digits; see
 ``worker/realworld.py``) and on the handwriting MNIST under-represents, both parts (see
-``worker/handwriting.py``), beside a reference that is not the model (the same features
+``worker/handwriting.py``), with the sources its wrong answers there came from (a font,
+pen strokes, scans), beside a reference that is not the model (the same features
 with a classifier fitted on each set's dev part, scored on its test part: what training
 data from the set's own writers would allow); and the training facts from the model's
 metadata. Each goal is printed with its target. ``--plots DIR`` also writes a
@@ -25,6 +26,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,28 @@ def accuracy_on_files(model: Model, items: list[tuple[bytes, int]], max_pixels: 
     answers = answers_on_files(model, [data for data, _ in items], max_pixels)
     right = sum(answer == str(label) for answer, (_, label) in zip(answers, items, strict=True))
     return right / len(items)
+
+
+def scored_samples(
+    model: Model, samples: list[handwriting.Sample], max_pixels: int
+) -> dict[str, Any]:
+    """Accuracy on ``samples``, and where the wrong answers came from: per source with any,
+    how many of its images were read wrong (most first)."""
+    answers = answers_on_files(model, [sample.data for sample in samples], max_pixels)
+    images: Counter[str] = Counter(sample.source for sample in samples)
+    wrong: Counter[str] = Counter(
+        sample.source
+        for answer, sample in zip(answers, samples, strict=True)
+        if answer != str(sample.label)
+    )
+    return {
+        "images": len(samples),
+        "accuracy": 1 - wrong.total() / len(samples),
+        "wrong_by_source": {
+            source: {"wrong": count, "images": images[source]}
+            for source, count in wrong.most_common()
+        },
+    }
 
 
 def fitted_on_dev_accuracy(
@@ -241,14 +265,17 @@ def evaluate(
             "images": len(items),
             "accuracy": accuracy_on_files(model, items, max_pixels),
         }
-    parts = {part: handwriting.make_sets(part, handwriting_n) for part in ("dev", "test")}
+    parts = {part: handwriting.make_samples(part, handwriting_n) for part in ("dev", "test")}
     for part, named in parts.items():
         report["handwriting"][part] = {
-            name: {"images": len(items), "accuracy": accuracy_on_files(model, items, max_pixels)}
-            for name, items in named.items()
+            name: scored_samples(model, samples, max_pixels) for name, samples in named.items()
         }
     report["handwriting_fitted_on_dev"] = {
-        name: fitted_on_dev_accuracy(parts["dev"][name], parts["test"][name], max_pixels)
+        name: fitted_on_dev_accuracy(
+            [(sample.data, sample.label) for sample in parts["dev"][name]],
+            [(sample.data, sample.label) for sample in parts["test"][name]],
+            max_pixels,
+        )
         for name in handwriting.SET_NAMES
     }
     if plots is not None:
@@ -312,6 +339,15 @@ def print_report(report: dict[str, Any]) -> None:
             cells.append(f"{row['accuracy']:.4f} ({row['images']}){mark}")
         out(f"  {name:<7} " + "".join(f"{cell:>18}" for cell in cells) + "\n")
     out("  (* below target)\n")
+    out("  wrong answers by source (wrong of the source's images):\n")
+    for name in names:
+        for part, named in report["handwriting"].items():
+            traced = named[name]["wrong_by_source"]
+            if traced:
+                sources = ", ".join(
+                    f"{source} {row['wrong']} of {row['images']}" for source, row in traced.items()
+                )
+                out(f"    {name} {part}: {sources}\n")
     reference = ", ".join(
         f"{name} {accuracy:.4f}" for name, accuracy in report["handwriting_fitted_on_dev"].items()
     )

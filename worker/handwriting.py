@@ -7,8 +7,11 @@ scans are by other writers than ``uci``'s; ``tests/shared/test_optdigits.py`` ch
 no scan is in both).
 
 ``make_sets(part, n)`` builds ``{"styles": [...], "lowres": [...], "fonts": [...], "uci":
-[...]}``, each a list of ``(encoded image file bytes, label)``. There are two parts that
-share no image: ``"dev"``, which the project tunes on, and ``"test"``, reported beside it.
+[...]}``, each a list of ``(encoded image file bytes, label)``; ``make_samples`` gives the
+same images as ``Sample``s, which also name their source (``"pen"``, a font's file name
+without its extension, or ``"uci"``), so that errors can be traced to it. There are two
+parts that share no image: ``"dev"``, which the project tunes on, and ``"test"``, reported
+beside it.
 
 - styles: pen strokes drawn here, digit by digit, in the styles MNIST has few of: 9s whose
           tail curves back to the left, 4s with an open top, 7s with a bar, 1s with a flag
@@ -38,6 +41,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -79,6 +83,18 @@ FONT_PACKAGES = (
 
 Point = tuple[float, float]
 Stroke = list[Point]
+PEN = "pen"  # the source of digits drawn as pen strokes here
+UCI = "uci"
+
+
+class Sample(NamedTuple):
+    data: bytes  # an encoded image file
+    label: int
+    source: str  # PEN, UCI or a font's file name without its extension
+
+
+def font_name(path: str) -> str:
+    return Path(path).stem
 
 
 # --------------------------------------------------------------------------------------
@@ -316,50 +332,53 @@ def _shrink(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.pad(small, 1)
 
 
-def _styles(n: int, rng: np.random.Generator) -> Iterator[tuple[bytes, int]]:
+def _styles(n: int, rng: np.random.Generator) -> Iterator[Sample]:
     for i in range(n):
         digit = i % 10
         ink = draw_digit(digit, rng, int(rng.integers(40, 161)))
-        yield _encode(_on_paper(ink, rng, int(rng.integers(4, 40))), rng, 0.2), digit
+        yield Sample(_encode(_on_paper(ink, rng, int(rng.integers(4, 40))), rng, 0.2), digit, PEN)
 
 
-def _lowres(n: int, rng: np.random.Generator) -> Iterator[tuple[bytes, int]]:
+def _lowres(n: int, rng: np.random.Generator) -> Iterator[Sample]:
     for i in range(n):
         digit = i % 10
         if rng.random() < 0.5:
-            ink = draw_digit(digit, rng, 64)
+            ink, source = draw_digit(digit, rng, 64), PEN
         else:
-            ink = _glyph(digit, HANDWRITING_FONTS[int(rng.integers(len(HANDWRITING_FONTS)))], rng)
+            font = HANDWRITING_FONTS[int(rng.integers(len(HANDWRITING_FONTS)))]
+            ink, source = _glyph(digit, font, rng), font_name(font)
         small = _on_paper(_shrink(ink, rng), rng, 0)
-        yield _encode(_upscaled(small, rng), rng, 0.5), digit
+        yield Sample(_encode(_upscaled(small, rng), rng, 0.5), digit, source)
 
 
-def _fonts(n: int, rng: np.random.Generator) -> Iterator[tuple[bytes, int]]:
+def _fonts(n: int, rng: np.random.Generator) -> Iterator[Sample]:
     for i in range(n):
         digit = i % 10
         font = HANDWRITING_FONTS[(i // 10) % len(HANDWRITING_FONTS)]
         ink = _glyph(digit, font, rng)
-        yield _encode(_on_paper(ink, rng, int(rng.integers(4, 40))), rng, 0.0), digit
+        yield Sample(
+            _encode(_on_paper(ink, rng, int(rng.integers(4, 40))), rng, 0.0), digit, font_name(font)
+        )
 
 
-def _uci(rng: np.random.Generator, first: int) -> Iterator[tuple[bytes, int]]:
+def _uci(rng: np.random.Generator, first: int) -> Iterator[Sample]:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
     digits = load_digits()
     for image, label in zip(digits.images[first::2], digits.target[first::2], strict=True):
         ink = np.asarray(image, np.float32) / 16.0
         img = _on_paper(ink, rng, 0)
-        yield _encode(_upscaled(img, rng), rng, 0.5), int(label)
+        yield Sample(_encode(_upscaled(img, rng), rng, 0.5), int(label), UCI)
 
 
 PARTS = {"dev": 0, "test": 1}
 
 
-def make_sets(part: str = "test", n: int = 500) -> dict[str, list[tuple[bytes, int]]]:
+def make_samples(part: str = "test", n: int = 500) -> dict[str, list[Sample]]:
     """The four sets of ``part`` ("dev" or "test"); ``n`` images in each generated one,
     labels cycling 0-9."""
     seed = PARTS[part]
-    makers: dict[str, Callable[[np.random.Generator], Iterator[tuple[bytes, int]]]] = {
+    makers: dict[str, Callable[[np.random.Generator], Iterator[Sample]]] = {
         "styles": lambda rng: _styles(n, rng),
         "lowres": lambda rng: _lowres(n, rng),
         "fonts": lambda rng: _fonts(n, rng),
@@ -368,6 +387,14 @@ def make_sets(part: str = "test", n: int = 500) -> dict[str, list[tuple[bytes, i
     return {
         name: list(makers[name](np.random.default_rng([seed, k])))
         for k, name in enumerate(SET_NAMES)
+    }
+
+
+def make_sets(part: str = "test", n: int = 500) -> dict[str, list[tuple[bytes, int]]]:
+    """``make_samples`` without the sources: (encoded image file bytes, label) pairs."""
+    return {
+        name: [(sample.data, sample.label) for sample in samples]
+        for name, samples in make_samples(part, n).items()
     }
 
 

@@ -12,7 +12,7 @@ from sklearn.calibration import calibration_curve
 from shared.model import expected_calibration_error
 from shared.settings import get_settings
 from worker import evaluate
-from worker.handwriting import SET_NAMES, make_sets
+from worker.handwriting import PEN, SET_NAMES, UCI, Sample, make_sets
 
 
 def test_evaluate_reports_and_plots(
@@ -59,6 +59,9 @@ def test_evaluate_reports_and_plots(
         assert sets["styles"]["images"] == 10
         assert sets["uci"]["images"] in (898, 899)
         assert all(0.5 < row["accuracy"] <= 1.0 for row in sets.values())
+        for row in sets.values():  # the traced wrong answers are all the wrong answers
+            wrong = sum(source["wrong"] for source in row["wrong_by_source"].values())
+            assert wrong == round((1 - row["accuracy"]) * row["images"])
     assert list(report["handwriting_fitted_on_dev"]) == list(SET_NAMES)
     assert all(0.0 <= value <= 1.0 for value in report["handwriting_fitted_on_dev"].values())
     assert "reference, not the model" in out
@@ -68,6 +71,7 @@ def test_evaluate_reports_and_plots(
     assert "confusion matrix" in out
     assert "real-world sets" in out
     assert "handwriting MNIST under-represents" in out
+    assert "wrong answers by source" in out
 
 
 def test_evaluate_writes_no_plots_unless_asked(
@@ -131,3 +135,25 @@ def test_too_few_handwriting_images_is_a_usage_error(capsys: pytest.CaptureFixtu
         evaluate.main(["--handwriting", "1"])
     assert exit_.value.code == 2
     assert "must be at least 2, not 1" in capsys.readouterr().err
+
+
+def test_wrong_answers_are_traced_to_their_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = [
+        Sample(b"a", 1, PEN),
+        Sample(b"b", 2, PEN),
+        Sample(b"c", 3, "Kristi"),
+        Sample(b"d", 4, "Kristi"),
+        Sample(b"e", 5, UCI),
+        Sample(b"f", 6, UCI),
+    ]
+    # right, wrong, wrong, wrong, refused (None: wrong), right
+    answers = ["1", "7", "9", "9", None, "6"]
+    monkeypatch.setattr(evaluate, "answers_on_files", lambda model, files, max_pixels: answers)
+    scored = evaluate.scored_samples(None, samples, 1000)  # type: ignore[arg-type]
+    assert scored["images"] == 6
+    assert scored["accuracy"] == pytest.approx(2 / 6)
+    assert list(scored["wrong_by_source"].items()) == [  # most wrong first
+        ("Kristi", {"wrong": 2, "images": 2}),
+        (PEN, {"wrong": 1, "images": 2}),
+        (UCI, {"wrong": 1, "images": 2}),
+    ]
