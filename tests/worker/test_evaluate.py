@@ -12,7 +12,17 @@ from sklearn.calibration import calibration_curve
 from shared.model import expected_calibration_error
 from shared.settings import get_settings
 from worker import evaluate
-from worker.handwriting import PEN, SET_NAMES, UCI, Sample, make_sets
+from worker.handwriting import (
+    HANDWRITING_FONTS,
+    PEN,
+    SET_NAMES,
+    UCI,
+    Sample,
+    font_name,
+    make_sets,
+)
+
+FONTS = {font_name(path) for path in HANDWRITING_FONTS}
 
 
 def test_evaluate_reports_and_plots(
@@ -59,9 +69,13 @@ def test_evaluate_reports_and_plots(
         assert sets["styles"]["images"] == 10
         assert sets["uci"]["images"] in (898, 899)
         assert all(0.5 < row["accuracy"] <= 1.0 for row in sets.values())
-        for row in sets.values():  # the traced wrong answers are all the wrong answers
-            wrong = sum(source["wrong"] for source in row["wrong_by_source"].values())
-            assert wrong == round((1 - row["accuracy"]) * row["images"])
+        # each wrong answer is traced to the source its set draws from
+        assert set(sets["styles"]["wrong_by_source"]) <= {PEN}
+        assert set(sets["uci"]["wrong_by_source"]) <= {UCI}
+        assert set(sets["fonts"]["wrong_by_source"]) <= FONTS
+        assert set(sets["lowres"]["wrong_by_source"]) <= {PEN, *FONTS}
+        for row in sets.values():
+            assert all(0 < s["wrong"] <= s["images"] for s in row["wrong_by_source"].values())
     assert list(report["handwriting_fitted_on_dev"]) == list(SET_NAMES)
     assert all(0.0 <= value <= 1.0 for value in report["handwriting_fitted_on_dev"].values())
     assert "reference, not the model" in out
