@@ -272,8 +272,8 @@ def evaluate(
         }
     report["handwriting_fitted_on_dev"] = {
         name: fitted_on_dev_accuracy(
-            [(sample.data, sample.label) for sample in parts["dev"][name]],
-            [(sample.data, sample.label) for sample in parts["test"][name]],
+            handwriting.as_pairs(parts["dev"][name]),
+            handwriting.as_pairs(parts["test"][name]),
             max_pixels,
         )
         for name in handwriting.SET_NAMES

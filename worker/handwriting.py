@@ -390,12 +390,14 @@ def make_samples(part: str = "test", n: int = 500) -> dict[str, list[Sample]]:
     }
 
 
+def as_pairs(samples: list[Sample]) -> list[tuple[bytes, int]]:
+    """The samples without their sources: (encoded image file bytes, label) pairs."""
+    return [(sample.data, sample.label) for sample in samples]
+
+
 def make_sets(part: str = "test", n: int = 500) -> dict[str, list[tuple[bytes, int]]]:
-    """``make_samples`` without the sources: (encoded image file bytes, label) pairs."""
-    return {
-        name: [(sample.data, sample.label) for sample in samples]
-        for name, samples in make_samples(part, n).items()
-    }
+    """``make_samples`` without the sources."""
+    return {name: as_pairs(samples) for name, samples in make_samples(part, n).items()}
 
 
 def main(argv: list[str] | None = None) -> None:
