@@ -321,13 +321,16 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
             out[start : start + CHUNK] = self.transform(x[start : start + CHUNK])
         return out
 
-    def fold_into(self, linear: SGDClassifier) -> None:
-        """Scores are (K N) W^T + b = K (W N)^T + b with N symmetric: set W <- W N and let
-        ``transform`` return the raw kernel row. Exact up to float rounding."""
+    def fold_into(self, *linears: SGDClassifier) -> None:
+        """Scores are (K N) W^T + b = K (W N)^T + b with N symmetric: set W <- W N for
+        each linear head on this map, and let ``transform`` return the raw kernel row.
+        Exact up to float rounding."""
         if self.folded_ or self.normalization_ is None:
             return
-        weights = linear.coef_.astype(np.float64) @ self.normalization_.astype(np.float64)
-        linear.coef_ = weights.astype(linear.coef_.dtype)
+        normalization = self.normalization_.astype(np.float64)
+        for linear in linears:
+            weights = linear.coef_.astype(np.float64) @ normalization
+            linear.coef_ = weights.astype(linear.coef_.dtype)
         self.normalization_ = None
         self.folded_ = True
 
@@ -366,40 +369,50 @@ def build_pipeline(seed: int) -> Pipeline:
                     kmeans_iter=p["kmeans_iter"],
                 ),
             ),
-            (
-                "sgd",
-                SGDClassifier(
-                    loss=p["loss"],
-                    alpha=p["alpha"],
-                    max_iter=p["epochs"],
-                    tol=None,
-                    shuffle=True,
-                    random_state=seed,
-                    n_jobs=2,
-                ),
-            ),
+            ("sgd", build_head(seed)),
         ]
     )
 
 
-def fit_with_progress(
+def build_head(seed: int, epochs: int = PARAMS["epochs"]) -> SGDClassifier:
+    """An untrained final estimator: a linear SVM (hinge loss) fitted by SGD."""
+    p = PARAMS
+    return SGDClassifier(
+        loss=p["loss"],
+        alpha=p["alpha"],
+        max_iter=epochs,
+        tol=None,
+        shuffle=True,
+        random_state=seed,
+        n_jobs=2,
+    )
+
+
+def fit_features(
     pipeline: Pipeline, x: np.ndarray, y: np.ndarray, report: Callable[[str], None]
-) -> Pipeline:
-    """``pipeline.fit(x, y)``, one timed progress line per step."""
+) -> np.ndarray:
+    """Fit every step before the final estimator, one timed progress line each; returns
+    ``x`` as the final estimator sees it, so more than one head can be fitted on it."""
     for name, step in pipeline.steps[:-1]:
         started = time.perf_counter()
         x = step.fit_transform(x, y)
         report(f"train:   {name:<9} {time.perf_counter() - started:6.1f}s -> {x.shape[1]} features")
-    name, final = pipeline.steps[-1]
+    return x
+
+
+def fit_head(
+    head: SGDClassifier, x: np.ndarray, y: np.ndarray, name: str, report: Callable[[str], None]
+) -> SGDClassifier:
     started = time.perf_counter()
-    final.fit(x, y)
-    report(f"train:   {name:<9} {time.perf_counter() - started:6.1f}s")
-    return pipeline
+    head.fit(x, y)
+    report(f"train:   {name:<9} {time.perf_counter() - started:6.1f}s on {len(y)} images")
+    return head
 
 
-def compact(pipeline: Pipeline) -> Pipeline:
-    """Fold the Nystroem normalisation into the SGD weights (see the module docstring)."""
-    pipeline.named_steps["nystroem"].fold_into(pipeline.named_steps["sgd"])
+def compact(pipeline: Pipeline, *more_heads: SGDClassifier) -> Pipeline:
+    """Fold the Nystroem normalisation into the SGD weights of the pipeline's own head and
+    of ``more_heads`` fitted on the same features (see the module docstring)."""
+    pipeline.named_steps["nystroem"].fold_into(pipeline.named_steps["sgd"], *more_heads)
     return pipeline
 
 
@@ -422,10 +435,12 @@ class CompiledScorer:
 
     The same scores as ``pipeline.decision_function`` (checked at load time) without
     scikit-learn's per-call validation and routing, which cost about a third of the time
-    of predicting one image.
+    of predicting one image. With ``mnist_head``, a second head fitted on the same features
+    (``shared.model``), rows marked as MNIST digits are scored by that head instead: the
+    features are computed once, and each row is multiplied by one head's weights only.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, mnist_head: SGDClassifier | None = None) -> None:
         steps = pipeline.named_steps
         self.deskew: Deskew = steps["deskew"]
         self.hog: HOG = steps["hog"]
@@ -445,11 +460,11 @@ class CompiledScorer:
             np.vstack([2 * gamma * landmarks.T, -gamma * (landmarks**2).sum(1)[None, :]]),
             dtype=np.float32,
         )
-        sgd: SGDClassifier = steps["sgd"]
-        self.weights = np.ascontiguousarray(sgd.coef_.T, dtype=np.float32)
-        self.intercept = sgd.intercept_.astype(np.float32)
+        self.head = _Weights(steps["sgd"])
+        self.mnist_head = None if mnist_head is None else _Weights(mnist_head)
 
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
+    def kernel(self, x: np.ndarray) -> np.ndarray:
+        """The (folded) Nystroem features of (n, 784) pixels: what the heads score."""
         gradients = self.hog.transform(self.deskew.transform(x))
         dims = self.pca_projection.shape[1]
         reduced = np.empty((len(gradients), dims + 1), np.float32)
@@ -459,20 +474,53 @@ class CompiledScorer:
         norms = np.einsum("ij,ij->i", reduced[:, :dims], reduced[:, :dims])
         exponent -= (self.gamma * norms)[:, None]
         np.minimum(exponent, 0.0, out=exponent)  # a distance is never negative
-        kernel = np.exp(exponent, out=exponent)
+        kernel: np.ndarray = np.exp(exponent, out=exponent)
+        return kernel
+
+    def decision_function(self, x: np.ndarray, mnist_rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the pipeline's head, or of the MNIST head for the rows ``mnist_rows``
+        (a boolean mask) marks, where there is one."""
+        kernel = self.kernel(x)
+        if self.mnist_head is None or mnist_rows is None or not mnist_rows.any():
+            return self.head.scores(kernel)
+        if mnist_rows.all():
+            return self.mnist_head.scores(kernel)
+        scores = np.empty((len(kernel), len(self.head.intercept)), np.float32)
+        scores[mnist_rows] = self.mnist_head.scores(kernel[mnist_rows])
+        scores[~mnist_rows] = self.head.scores(kernel[~mnist_rows])
+        return scores
+
+
+class _Weights:
+    """A linear head's weights, laid out for ``kernel @ weights``."""
+
+    def __init__(self, linear: SGDClassifier) -> None:
+        self.weights = np.ascontiguousarray(linear.coef_.T, dtype=np.float32)
+        self.intercept = linear.intercept_.astype(np.float32)
+
+    def scores(self, kernel: np.ndarray) -> np.ndarray:
         scores: np.ndarray = kernel @ self.weights + self.intercept
         return scores
 
 
-def compile_pipeline(pipeline: Pipeline, probe: np.ndarray) -> CompiledScorer | None:
-    """A ``CompiledScorer`` if the pipeline has our shape and agrees on ``probe``, else None."""
+def compile_pipeline(
+    pipeline: Pipeline, probe: np.ndarray, mnist_head: SGDClassifier | None = None
+) -> CompiledScorer | None:
+    """A ``CompiledScorer`` if the pipeline has our shape and agrees on ``probe`` (with
+    ``mnist_head``: both heads do), else None."""
     if [name for name, _ in pipeline.steps] != ["deskew", "hog", "pca", "nystroem", "sgd"]:
         return None
     try:
-        scorer = CompiledScorer(pipeline)
+        scorer = CompiledScorer(pipeline, mnist_head)
     except ValueError:
         return None
-    expected = pipeline.decision_function(probe)
-    fast = scorer.decision_function(probe)
-    same_answers = np.array_equal(expected.argmax(1), fast.argmax(1))
-    return scorer if same_answers and np.allclose(expected, fast, atol=1e-3) else None
+    checks = [(pipeline.decision_function(probe), scorer.decision_function(probe))]
+    if mnist_head is not None:
+        expected = mnist_head.decision_function(pipeline[:-1].transform(probe))
+        checks.append((expected, scorer.decision_function(probe, np.ones(len(probe), bool))))
+    for expected, fast in checks:
+        if not np.array_equal(expected.argmax(1), fast.argmax(1)):
+            return None
+        if not np.allclose(expected, fast, atol=1e-3):
+            return None
+    return scorer

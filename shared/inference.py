@@ -1,5 +1,8 @@
 """From encoded image files to answers: decode, normalise, predict in one vectorised call.
 
+The normaliser says which uploads already were MNIST digits; a model with two heads reads
+those with its MNIST head, the others with its general one (``shared.model``).
+
 One bad image fails only its own item, so a batch of uploads is answered in order.
 
 Inside a recording span (a traced task), each image's decode and normalisation and the
@@ -22,23 +25,26 @@ from PIL import Image
 from shared.errors import ServiceError
 from shared.imaging import decode_image
 from shared.model import Model
-from shared.normalize import to_mnist
+from shared.normalize import Normalised, normalise
 
 tracer = trace.get_tracer(__name__)
 
 
-def prepare(data: bytes, max_pixels: int, *, ink_gamma: float) -> np.ndarray:
+def prepare(data: bytes, max_pixels: int, *, ink_gamma: float) -> Normalised:
     """One upload as a (784,) float32 MNIST-like vector, grey ink lifted by ``ink_gamma``
-    (for a model, its own: ``Model.ink_gamma``); raises ``ServiceError``."""
-    return to_mnist(decode_image(data, max_pixels), ink_gamma).reshape(-1)
+    (for a model, its own: ``Model.ink_gamma``), and whether it already was an MNIST digit;
+    raises ``ServiceError``."""
+    pixels, mnist_format = normalise(decode_image(data, max_pixels), ink_gamma)
+    return Normalised(pixels.reshape(-1), mnist_format)
 
 
-def _prepare_traced(data: bytes, max_pixels: int, ink_gamma: float, position: int) -> np.ndarray:
+def _prepare_traced(data: bytes, max_pixels: int, ink_gamma: float, position: int) -> Normalised:
     """``prepare`` as two spans, ``decode`` and ``normalise``."""
     with tracer.start_as_current_span("decode", attributes={"mnist.position": position}):
         image = decode_image(data, max_pixels)
     with tracer.start_as_current_span("normalise", attributes={"mnist.position": position}):
-        return to_mnist(image, ink_gamma).reshape(-1)
+        pixels, mnist_format = normalise(image, ink_gamma)
+        return Normalised(pixels.reshape(-1), mnist_format)
 
 
 def as_data_url(pixels: np.ndarray) -> str:
@@ -55,24 +61,26 @@ def predict_files(
     positions whose answer also carries the image the model saw."""
     traced = trace.get_current_span().is_recording()
     items: list[dict[str, Any]] = [{"prediction": None, "error": None} for _ in files]
-    vectors: list[np.ndarray] = []
+    prepared: list[Normalised] = []
     positions: list[int] = []
     for position, data in enumerate(files):
         try:
             if traced:
-                vectors.append(_prepare_traced(data, max_pixels, model.ink_gamma, position))
+                prepared.append(_prepare_traced(data, max_pixels, model.ink_gamma, position))
             else:
-                vectors.append(prepare(data, max_pixels, ink_gamma=model.ink_gamma))
+                prepared.append(prepare(data, max_pixels, ink_gamma=model.ink_gamma))
             positions.append(position)
         except ServiceError as exc:
             items[position]["error"] = exc.to_dict()
-    if vectors:
+    if prepared:
+        vectors = np.stack([item.pixels for item in prepared])
+        mnist_format = np.array([item.mnist_format for item in prepared])
         with (
             tracer.start_as_current_span("predict", attributes={"mnist.images": len(vectors)})
             if traced
             else nullcontext()
         ):
-            predictions = model.predict(np.stack(vectors))
+            predictions = model.predict(vectors, mnist_format)
         for position, vector, prediction in zip(positions, vectors, predictions, strict=True):
             if position in return_inputs:
                 prediction["input_image"] = as_data_url(vector)

@@ -30,7 +30,8 @@ Pipeline
 A 28x28 greyscale image that already looks like MNIST (dark border, 20-pixel box, centre
 of mass at the centre) takes a fast path and is only stretched, not lifted, as the model
 saw MNIST's own digits in training. An MNIST digit that misses the fast path (shifted,
-inverted, in colour) goes the general way and is lifted.
+inverted, in colour) goes the general way and is lifted. ``normalise`` also says which
+way an image went: a model with two heads reads fast-path images with its MNIST head.
 
 ``NoDigitFound`` is raised when there is nothing that stands out from the background.
 """
@@ -38,7 +39,7 @@ inverted, in colour) goes the general way and is lifted.
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,7 +47,7 @@ from scipy import ndimage
 
 from shared.errors import NoDigitFound
 
-__all__ = ["NoDigitFound", "to_mnist"]
+__all__ = ["NoDigitFound", "Normalised", "normalise", "to_mnist"]
 
 WORK_MAX = 256  # longest side of the stage-1 working copy
 DETAIL_MIN = 56  # below this digit size (working px) re-crop from the source if it has more
@@ -68,9 +69,22 @@ _STRUCT8 = np.ones((3, 3), bool)
 # --------------------------------------------------------------------------------------
 
 
+class Normalised(NamedTuple):
+    """What the normaliser made of an upload."""
+
+    pixels: np.ndarray  # (28, 28) float32 in [0, 1], white digit on black
+    mnist_format: bool  # the upload already was an MNIST digit (the fast path)
+
+
 def to_mnist(image: Image.Image, ink_gamma: float = INK_GAMMA) -> np.ndarray:
     """Normalise a decoded image to a (28, 28) float32 MNIST-like array in [0, 1];
     ``ink_gamma``: step 6's power (1 leaves grey ink as it is)."""
+    return normalise(image, ink_gamma).pixels
+
+
+def normalise(image: Image.Image, ink_gamma: float = INK_GAMMA) -> Normalised:
+    """``to_mnist``, and whether the image took the fast path: a model with an MNIST head
+    (``shared.model``) scores those with it."""
     if not isinstance(image, Image.Image):
         raise TypeError("to_mnist expects a PIL.Image.Image")
     if image.width < 1 or image.height < 1:
@@ -79,10 +93,10 @@ def to_mnist(image: Image.Image, ink_gamma: float = INK_GAMMA) -> np.ndarray:
 
     fast = _fast_path(image)
     if fast is not None:
-        return fast
+        return Normalised(fast, mnist_format=True)
 
     src, vscale = _canonical(image)
-    return _normalise(src, vscale, ink_gamma)
+    return Normalised(_normalise(src, vscale, ink_gamma), mnist_format=False)
 
 
 # --------------------------------------------------------------------------------------

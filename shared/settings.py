@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         description="Also train on UCI's optdigits training scans (30 writers MNIST lacks); "
         "unset: unless TRAIN_LIMIT is set.",
     )
+    train_typeface_renders: int | None = Field(
+        default=None,
+        ge=0,
+        description="Also train on digits printed in some 200 typefaces, this many renders of "
+        "each digit in each (0: none), and add an MNIST head; unset: 30, or 0 with TRAIN_LIMIT.",
+    )
 
     # --- HTTP ----------------------------------------------------------------------------
     cors_origins: list[str] = Field(default_factory=list)

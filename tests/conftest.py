@@ -192,7 +192,14 @@ def full_model_path(mnist_dir: Path, optdigits_dir: Path) -> Path:
     normaliser it trains through, the training data), so a change to them trains a new one;
     ``shared.model`` verifies it (sha256, scikit-learn version) on every load.
     """
-    recipe_files = ("features.py", "augment.py", "normalize.py", "model.py", "optdigits.py")
+    recipe_files = (
+        "features.py",
+        "augment.py",
+        "normalize.py",
+        "model.py",
+        "optdigits.py",
+        "typefaces.py",
+    )
     sources = b"".join((REPO / "shared" / name).read_bytes() for name in recipe_files)
     recipe = hashlib.sha256(sources).hexdigest()[:12]
     path = Path.home() / ".cache" / "mnist-service" / f"test-full-model-{recipe}.joblib"

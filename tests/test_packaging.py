@@ -23,6 +23,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from shared import typefaces
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mnist-service"
 PACKAGES = ("api", "worker", "shared")
@@ -218,3 +220,11 @@ def test_an_installed_project_has_every_package_and_its_files() -> None:
                 continue
             relative = path.relative_to(folder)
             assert any(relative.match(glob) for glob in data.get(name, [])), path
+
+
+@pytest.mark.parametrize("installer", ["Dockerfile.worker", ".ci/run"])
+def test_the_typeface_packages_are_installed_where_training_runs(installer: str) -> None:
+    # The worker image trains (compose's one-shot train service) and CI trains the real model.
+    text = (ROOT / installer).read_text()
+    named = set(re.findall(r"\bfonts-[a-z0-9-]+", text))
+    assert set(typefaces.PACKAGES) <= named

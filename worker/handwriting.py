@@ -44,8 +44,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from scipy import ndimage
+
+from shared import typefaces
 
 SET_NAMES = ("styles", "lowres", "fonts", "uci")
 # Handwriting-style fonts from Debian packages (fonts-comic-neue, fonts-dkg-handwriting,
@@ -312,15 +314,7 @@ def _glyph(digit: int, font_path: str, rng: np.random.Generator) -> np.ndarray:
             f"{font_path} is missing: the handwriting sets need Debian's {FONT_PACKAGES}"
         )
     size = int(rng.integers(40, 121))
-    font = ImageFont.truetype(font_path, size)
-    left, top, right, bottom = (int(v) for v in font.getbbox(str(digit)))
-    pad = size // 2
-    glyph = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
-    ImageDraw.Draw(glyph).text((pad - left, pad - top), str(digit), fill=255, font=font)
-    glyph = glyph.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC)
-    a = np.asarray(glyph, np.float32) / 255.0
-    rows, cols = np.flatnonzero(a.max(1) > 0.02), np.flatnonzero(a.max(0) > 0.02)
-    return a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return typefaces.glyph(str(digit), font_path, size, float(rng.uniform(-8, 8)))
 
 
 def _shrink(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from PIL import Image
 
-from shared import inference, mnist, optdigits
+from shared import inference, mnist, optdigits, typefaces
 from shared import model as model_store
 from shared.errors import ModelUnavailable
 from shared.inference import predict_files
@@ -237,3 +237,118 @@ def test_other_writers_join_the_training_data(
     assert both.metadata["train_images"] == alone.metadata["train_images"] + scans
     assert both.metadata["data_sha256"][optdigits.CHECKSUM_KEY] == optdigits.SHA256
     assert any("optdigits" in line for line in lines)
+
+
+@pytest.fixture(scope="module")
+def two_heads(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained with one render of each digit per typeface: two heads."""
+    path = tmp_path_factory.mktemp("two-heads") / "m.joblib"
+    settings = Settings(
+        model_path=path,
+        mnist_data_dir=mnist_dir,
+        mnist_cache_dir=path.parent,
+        train_limit=1500,
+        train_typeface_renders=1,
+    )
+    model_store.save(model_store.train(settings, lambda _: None), path)
+    return path
+
+
+def test_typefaces_train_a_general_head_and_an_mnist_head_without_them(two_heads: Path) -> None:
+    model = model_store.load(two_heads)
+    meta = model.metadata
+    assert model.mnist_head is not None and meta["format"] == model_store.ARTIFACT_FORMAT
+    assert 0.98 * 2000 <= meta["typeface_images"] <= 2000  # 200 typefaces, 10 digits, 1 render
+    assert meta["mnist_head"]["train_images"] == meta["train_images"] - meta["typeface_images"]
+    assert meta["data_sha256"][typefaces.CHECKSUM_KEY] == typefaces.checksum(
+        typefaces.usable_fonts()
+    )
+    assert meta["mnist_temperature"] == model.mnist_temperature > 0
+    assert meta["test_accuracy"] > 0.85 and meta["general_head_test_accuracy"] > 0.85
+    # the two heads are different classifiers on the same features
+    assert not np.allclose(model.mnist_head.coef_, model.pipeline.named_steps["sgd"].coef_)
+
+
+def test_each_row_is_read_by_the_head_its_path_chose(two_heads: Path, mnist) -> None:
+    model = model_store.load(two_heads)
+    images, _ = mnist
+    x = images[:40].reshape(40, -1).astype(np.float32) / 255
+    as_mnist = model.probabilities(x, mnist_format=True)
+    as_general = model.probabilities(x, mnist_format=False)
+    assert not np.allclose(as_mnist, as_general)
+    rows = np.arange(40) % 3 == 0
+    mixed = model.probabilities(x, rows)
+    assert np.allclose(mixed[rows], as_mnist[rows], atol=1e-6)
+    assert np.allclose(mixed[~rows], as_general[~rows], atol=1e-6)
+    # the compiled scorer against scikit-learn's own arithmetic, head by head
+    mapped = model.pipeline[:-1].transform(x)
+    expected = softmax(model.mnist_head.decision_function(mapped), model.mnist_temperature)
+    assert np.allclose(as_mnist, expected, atol=1e-4)
+    expected = softmax(model.pipeline.decision_function(x), model.temperature)
+    assert np.allclose(as_general, expected, atol=1e-4)
+
+
+def test_uploads_that_are_mnist_digits_go_to_the_mnist_head(two_heads: Path, mnist) -> None:
+    model = model_store.load(two_heads)
+    images, _ = mnist
+    x = images[:200].reshape(200, -1).astype(np.float32) / 255
+    # a digit the two heads answer differently (to six decimals), so the route shows
+    differ = np.abs(model.probabilities(x, True) - model.probabilities(x, False)).max(1)
+    digit = images[int(differ.argmax())]
+    as_mnist = _png(digit)  # MNIST's own format: the normaliser's fast path
+    inverted = _png(255 - digit)  # the same digit dark on white: the general path
+    answers = predict_files([as_mnist, inverted], model, 10**6)
+    pixels = np.stack(
+        [
+            inference.prepare(data, 10**6, ink_gamma=model.ink_gamma).pixels
+            for data in (as_mnist, inverted)
+        ]
+    )
+    routed = model.predict(pixels, np.array([True, False]))
+    assert [a["prediction"] for a in answers] == routed
+    assert model.predict(pixels, np.array([False, True])) != routed
+
+
+def test_training_with_typefaces_is_reproducible(
+    two_heads: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    first = model_store.load(two_heads)
+    again = model_store.train(
+        Settings(
+            model_path=tmp_path / "again.joblib",
+            mnist_data_dir=mnist_dir,
+            mnist_cache_dir=tmp_path,
+            train_limit=1500,
+            train_typeface_renders=1,
+        ),
+        lambda _: None,
+    )
+    x = np.random.default_rng(0).random((30, 784), dtype=np.float32)
+    for rows in (True, False):
+        assert np.array_equal(first.probabilities(x, rows), again.probabilities(x, rows))
+
+
+def test_a_one_head_model_file_still_loads(two_heads: Path, tmp_path: Path, mnist) -> None:
+    # Format 1, from before the MNIST head: no head keys; every row is read by the pipeline.
+    model = model_store.load(two_heads)
+    old = tmp_path / "old.joblib"
+    model_store.save(replace(model, metadata=dict(model.metadata)), old)
+    artifact = joblib.load(old)
+    for key in ("mnist_head", "mnist_temperature"):
+        del artifact[key]
+    artifact["format"] = 1
+    joblib.dump(artifact, old)
+    meta = json.loads(model_store.metadata_path(old).read_text())
+    meta["sha256"] = model_store.file_sha256(old)
+    model_store.metadata_path(old).write_text(json.dumps(meta))
+    loaded = model_store.load(old)
+    assert loaded.mnist_head is None
+    images, _ = mnist
+    x = images[:20].reshape(20, -1).astype(np.float32) / 255
+    assert np.allclose(loaded.probabilities(x, True), model.probabilities(x, False))
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
