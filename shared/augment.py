@@ -102,7 +102,7 @@ def _enlarge(small: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return big
 
 
-def _as_upload(ink: np.ndarray) -> np.ndarray | None:
+def as_upload(ink: np.ndarray) -> np.ndarray | None:
     """Ink in [0, 1] as dark ink on white paper, as an upload would be, through the
     normaliser: (784,) pixels, or None where it finds no digit."""
     paper = np.round(255 - np.clip(ink, 0, 1) * 255).astype(np.uint8)
@@ -124,7 +124,7 @@ def _uploads(sources: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The sources that stay digits, as (m, 784) pixels, and their indices."""
     out, kept = [], []
     for i, source in enumerate(sources):
-        pixels = _as_upload(source)
+        pixels = as_upload(source)
         if pixels is not None:
             out.append(pixels)
             kept.append(i)

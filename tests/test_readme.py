@@ -26,6 +26,10 @@ def test_readme_accuracy_and_ece_are_the_trained_models(full_model_path: Path) -
     assert stated_accuracy == round(100 - stated_errors / 100, 2), "accuracy and errors disagree"
     errors = round((1 - meta["test_accuracy"]) * 10_000)
     assert abs(errors - stated_errors) <= ERRORS_SPREAD, f"trained: {errors} errors"
+    general = re.search(r"the general head makes (\d+);", readme[row.end() :].split("\n", 1)[0])
+    assert general, "README's model table should give the general head's MNIST errors"
+    general_errors = round((1 - meta["general_head_test_accuracy"]) * 10_000)
+    assert abs(general_errors - int(general[1])) <= ERRORS_SPREAD, f"trained: {general_errors}"
     ece = re.search(r"\| expected calibration error \(15 bins\) \| \*\*(0\.\d{4})\*\*", readme)
     assert ece, "README's model table should give the ECE"
     assert abs(float(ece[1]) - meta["test_ece"]) <= ECE_SPREAD, f"trained: {meta['test_ece']:.4f}"
