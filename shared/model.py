@@ -6,9 +6,9 @@ trained with typefaces (``shared.typefaces``) has two heads on the same features
 pipeline's own, fitted on everything, reads uploads the normaliser had to reshape; a second
 ``SGDClassifier``, the MNIST head, fitted without the typeface digits, reads uploads that
 already were MNIST digits (its fast path), each head with its own temperature. Printed
-digits took the ``lowres`` handwriting set's dev part from 19 errors to 14 but, read by
-the general head, cost MNIST's own test digits about 7; the MNIST head keeps those
-(README, the two-head round). Beside the model file,
+digits took the ``lowres`` handwriting set's dev part from 19 errors to 15 but, read by
+the general head, cost MNIST's own test digits 3 to 9 (two seeds); the MNIST head keeps those
+(README, the two-head and 24-render rounds). Beside the model file,
 ``<name>.json`` records the file's sha256, the scikit-learn version, the training
 parameters, data checksums and test metrics. A model is only unpickled after its sha256
 matches that record and its scikit-learn version matches ours.

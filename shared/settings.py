@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         description="Also train on digits printed in some 200 typefaces, this many renders of "
-        "each digit in each (0: none), and add an MNIST head; unset: 30, or 0 with TRAIN_LIMIT.",
+        "each digit in each (0: none), and add an MNIST head; unset: 24, or 0 with TRAIN_LIMIT.",
     )
 
     # --- HTTP ----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from api import recovery
 from api.messages import MessageFactory
 from api.publisher import Admission, RedisTaskPublisher
 from api.recovery import Recovery
-from bench.procs import wait_until
 from shared.queue import SENT_AT_KEY, SENT_KEY, UNACKED_KEY, make_celery
 from shared.settings import Settings
 from tests.conftest import RedisServer
@@ -117,6 +116,14 @@ def test_the_api_looks_in_the_background_and_counts(private_redis: RedisServer) 
     counted: list[int] = []
 
     async def go(aio: redis.asyncio.Redis) -> None:
+        # Wait for the count, not the queue: the message is back on the queue before the
+        # look that put it there counts it, and stopping in between would lose the count.
+        requeued = asyncio.Event()
+
+        def count(n: int) -> None:
+            counted.append(n)
+            requeued.set()
+
         recovery = Recovery(
             aio,
             QUEUE,
@@ -124,16 +131,17 @@ def test_the_api_looks_in_the_background_and_counts(private_redis: RedisServer) 
             check_seconds=0.05,
             grace_seconds=0,
             ttl_seconds=60,
-            on_requeued=counted.append,
+            on_requeued=count,
         )
         recovery.start()
         try:
-            await asyncio.to_thread(wait_until, lambda: client.llen(QUEUE) == 1, 10, "requeue")
+            await asyncio.wait_for(requeued.wait(), 10)
         finally:
             await recovery.stop()
 
     run(private_redis, go)
     assert counted == [1]
+    assert client.llen(QUEUE) == 1
 
 
 def test_copies_of_answered_tasks_go_in_one_look_batch_after_batch(
