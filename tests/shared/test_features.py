@@ -1,4 +1,5 @@
-"""The pipeline's own steps: HOG's votes, with and without blending between cells."""
+"""The pipeline's own steps: HOG's votes, with and without blending between cells, and the
+Nystroem map: its kernel, its rank and its folding into the heads."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import SGDClassifier
 
 from shared import features
-from shared.features import HOG, SIDE
+from shared.features import HOG, SIDE, FastNystroem
 
 
 def slow_hog(image: np.ndarray, nbins: int, cell: int, blend: bool) -> np.ndarray:
@@ -178,3 +181,90 @@ def test_blending_needs_an_even_cell_that_divides_the_side(cell: int) -> None:
     changed = HOG(cell=4, blend=True).fit(image).set_params(cell=cell)
     with pytest.raises(ValueError, match="even cell"):
         changed.transform(image)
+
+
+def _points(rows: int, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, 8)).astype(np.float32)
+
+
+def test_the_full_map_approximates_the_kernel_as_scikit_learns_does() -> None:
+    x, landmarks = _points(300), 60
+    ours = FastNystroem(gamma=0.1, n_components=landmarks, random_state=0).fit(x)
+    # Fitted on exactly our landmarks, scikit-learn's map takes them all as its basis.
+    theirs = Nystroem(kernel="rbf", gamma=0.1, n_components=landmarks).fit(ours.components_)
+    mapped = ours.transform(x).astype(np.float64)
+    assert mapped.shape == (300, landmarks)
+    np.testing.assert_allclose(
+        mapped @ mapped.T, theirs.transform(x) @ theirs.transform(x).T, atol=2e-4
+    )
+
+
+def test_a_rank_keeps_the_leading_directions_of_the_landmark_kernel() -> None:
+    x, landmarks, rank = _points(400), 80, 20
+    full = FastNystroem(gamma=0.1, n_components=landmarks, random_state=0).fit(x)
+    cut = FastNystroem(gamma=0.1, n_components=landmarks, random_state=0, rank=rank).fit(x)
+    assert cut.transform(x).shape == (400, rank)
+    # On the landmarks the map's Gram matrix is the kernel's best rank-r approximation:
+    # what it leaves out is the largest eigenvalue it dropped.
+    kernel = full._kernel(full.components_).astype(np.float64)
+    values = np.linalg.eigvalsh(kernel)[::-1]
+    mapped = cut.transform(cut.components_).astype(np.float64)
+    left_out = np.linalg.norm(kernel - mapped @ mapped.T, ord=2)
+    assert left_out == pytest.approx(values[rank], rel=1e-3)
+    # The leading directions are the full map's first features, rotated: same Gram matrix.
+    leading = full.transform(x).astype(np.float64)[:, -rank:]
+    np.testing.assert_allclose(
+        leading @ leading.T, cut.transform(x) @ cut.transform(x).T, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("rank", [None, 25])
+def test_folding_the_map_into_the_heads_keeps_their_scores(rank: int | None) -> None:
+    x = _points(500)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
+    mapper = FastNystroem(gamma=0.1, n_components=60, random_state=0, rank=rank).fit(x)
+    mapped = mapper.transform(x)
+    heads = [
+        SGDClassifier(random_state=seed, max_iter=5, tol=None).fit(mapped, y) for seed in (0, 1)
+    ]
+    before = [head.decision_function(mapped) for head in heads]
+    mapper.fold_into(*heads)
+    raw = mapper.transform(x)
+    assert raw.shape == (500, 60)
+    for head, scores in zip(heads, before, strict=True):
+        np.testing.assert_allclose(head.decision_function(raw), scores, rtol=1e-4, atol=1e-4)
+    mapper.fold_into(*heads)  # a second fold changes nothing
+    np.testing.assert_allclose(heads[0].decision_function(raw), before[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_map_pickled_before_ranks_keeps_every_direction() -> None:
+    mapper = FastNystroem(gamma=0.1, n_components=30, random_state=0).fit(_points(100))
+    state = mapper.__getstate__()
+    del state["rank"]  # what a pickle from before the parameter holds
+    old = FastNystroem.__new__(FastNystroem)
+    old.__setstate__(state)
+    assert old.rank is None
+    assert old.get_params()["rank"] is None
+    np.testing.assert_array_equal(old.transform(_points(5)), mapper.transform(_points(5)))
+
+
+def test_blocks_transformed_in_threads_are_those_transformed_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(features, "CHUNK", 16)
+    x = _points(16 * 5 + 3)
+    mapper = FastNystroem(gamma=0.1, n_components=40, random_state=0, rank=30).fit(x)
+    alone = np.concatenate([mapper.transform(x[i : i + 16]) for i in range(0, len(x), 16)])
+    np.testing.assert_array_equal(mapper.transform(x), alone)
+
+
+def test_kmeans_landmarks_are_the_same_whatever_the_number_of_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = _points(600)
+    y = np.arange(600) % 3
+    landmarks = features.kmeans_landmarks(x, y, 30, 4, seed=7)
+    assert landmarks.shape == (30, 8)
+    monkeypatch.setattr(features.os, "cpu_count", lambda: 1)
+    np.testing.assert_array_equal(features.kmeans_landmarks(x, y, 30, 4, seed=7), landmarks)
+    assert not np.array_equal(features.kmeans_landmarks(x, y, 30, 4, seed=8), landmarks)
