@@ -15,16 +15,17 @@ Why these steps (each measured on MNIST here):
   the linear ``SGDClassifier`` a kernel machine's decision boundary at a linear cost. More
   landmarks buy accuracy with the augmented training set (``shared/augment.py``) but cost
   a worker's batch throughput, which must not fall below the 3,000-landmark model's:
-  4,000 is where it still does not (the README's Model section has the measurements).
+  4,000 is where it still did not on the machines it was chosen on (the README's Model
+  section has the measurements, and the machines where it reads below).
 * The landmarks are k-means centres, 400 per digit (``kmeans_landmarks``), not random
   training digits: they cover the data more evenly, so the same 4,000 approximate the kernel
   better. On a validation split (fit on 50,000 training digits and their augmented copies,
   score the other 10,000) they made 57-60 errors at gamma 0.023-0.03 where random
   landmarks made 68-72; gamma 0.03 was chosen there. On the MNIST test set: 53 errors
-  instead of 57. The k-means takes about 12 s of training; inference costs the same.
+  instead of 57. The k-means takes 12 to 17 s of training; inference costs the same.
 * The map keeps the 2,500 leading directions of the landmark kernel (``rank``), 99.6% of
   its trace: the MNIST test errors stayed within what two draws of one recipe differ by
-  (42 and 49 at seeds 0 and 1 with all 4,000, 45 and 49 with 2,500), and fitting took
+  (42 and 49 at seeds 0 and 1 with all 4,000, 44 and 50 as served), and fitting took
   about 40 s less on a 2-core machine, where training had been 16 s over its 5 minutes
   (README, the rank round).
 
@@ -238,7 +239,7 @@ def kmeans_landmarks(
         for group, share, group_seed in zip(groups, shares, seeds, strict=True)
         if share > 0 and len(group) > 0
     ]
-    centres = Parallel(n_jobs=min(os.cpu_count() or 1, len(jobs)))(
+    centres = Parallel(n_jobs=max(1, min(os.cpu_count() or 1, len(jobs))))(
         delayed(_kmeans)(group, k, iterations, group_seed) for group, k, group_seed in jobs
     )
     return np.ascontiguousarray(np.concatenate(centres), dtype=np.float32)
@@ -274,9 +275,10 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
     The map is K V diag(l)^-1/2, where scikit-learn's is K V diag(l)^-1/2 V^T: the same
     features rotated by the eigenvectors V, so the same kernel approximation, and for a
     linear model fitted by plain SGD (rotation-invariant updates and penalty) the same
-    model. Rotated, the features come sorted by how much of the kernel they carry, and
-    ``rank`` keeps the leading ones only: the training products and the SGD epochs shrink
-    with it, and inference, on the folded raw kernel row, costs what it did."""
+    model. Rotated, the features come sorted by how much of the kernel they carry (least
+    first, ``eigh``'s order), and ``rank`` keeps the leading ones only: the training
+    products and the SGD epochs shrink with it, and inference, on the folded raw kernel
+    row, costs what it did."""
 
     def __init__(
         self,
@@ -300,6 +302,8 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
         super().__setstate__(state)
 
     def fit(self, x: np.ndarray, y: Any = None) -> FastNystroem:
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"rank must be None or at least 1, not {self.rank}")
         x = np.asarray(x, np.float32)
         count = min(self.n_components, len(x))  # a small training set has fewer landmarks
         if self.landmarks == "kmeans":
@@ -350,7 +354,9 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
 
         # A block per core, one BLAS thread each: numpy's element-wise passes (the distances,
         # exp) run on one core, so this took 24 s where two-thread BLAS took 28-30 s on the
-        # 161,819 training rows; the blocks come out bit for bit the same.
+        # 161,819 training rows; the blocks come out bit for bit the same. The BLAS limit is
+        # the process's: meant for training and evaluation, not for concurrent callers
+        # (a worker's batches are far below CHUNK rows and never get here).
         starts = range(0, len(x), CHUNK)
         with (
             threadpool_limits(1),

@@ -211,7 +211,8 @@ def test_a_rank_keeps_the_leading_directions_of_the_landmark_kernel() -> None:
     mapped = cut.transform(cut.components_).astype(np.float64)
     left_out = np.linalg.norm(kernel - mapped @ mapped.T, ord=2)
     assert left_out == pytest.approx(values[rank], rel=1e-3)
-    # The leading directions are the full map's first features, rotated: same Gram matrix.
+    # The leading directions are the full map's last columns (eigh sorts ascending), the
+    # same up to sign: the same Gram matrix.
     leading = full.transform(x).astype(np.float64)[:, -rank:]
     np.testing.assert_allclose(
         leading @ leading.T, cut.transform(x) @ cut.transform(x).T, atol=1e-4
@@ -219,7 +220,10 @@ def test_a_rank_keeps_the_leading_directions_of_the_landmark_kernel() -> None:
 
 
 @pytest.mark.parametrize("rank", [None, 25])
-def test_folding_the_map_into_the_heads_keeps_their_scores(rank: int | None) -> None:
+def test_folding_the_map_into_the_heads_keeps_their_scores(
+    rank: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(features, "CHUNK", 64)  # 500 rows go in blocks, folded or not
     x = _points(500)
     y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
     mapper = FastNystroem(gamma=0.1, n_components=60, random_state=0, rank=rank).fit(x)
@@ -235,6 +239,12 @@ def test_folding_the_map_into_the_heads_keeps_their_scores(rank: int | None) -> 
         np.testing.assert_allclose(head.decision_function(raw), scores, rtol=1e-4, atol=1e-4)
     mapper.fold_into(*heads)  # a second fold changes nothing
     np.testing.assert_allclose(heads[0].decision_function(raw), before[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rank", [0, -3])
+def test_a_rank_must_keep_a_direction(rank: int) -> None:
+    with pytest.raises(ValueError, match="rank"):
+        FastNystroem(n_components=10, rank=rank).fit(_points(20))
 
 
 def test_a_map_pickled_before_ranks_keeps_every_direction() -> None:
