@@ -353,10 +353,10 @@ class FastNystroem(Nystroem):  # type: ignore[misc]  # sklearn is untyped
             out[start : start + CHUNK] = self.transform(x[start : start + CHUNK])
 
         # A block per core, one BLAS thread each: numpy's element-wise passes (the distances,
-        # exp) run on one core, so this took 24 s where two-thread BLAS took 28-30 s on the
-        # 161,819 training rows; the blocks come out bit for bit the same. The BLAS limit is
-        # the process's: meant for training and evaluation, not for concurrent callers
-        # (a worker's batches are far below CHUNK rows and never get here).
+        # exp) run on one core, so this took 24 s where two-thread BLAS took 28-30 s on random
+        # data of the training set's shape; the blocks come out bit for bit the same. The
+        # BLAS limit is the process's: meant for training and evaluation, not for concurrent
+        # callers (a worker's batches are far below CHUNK rows and never get here).
         starts = range(0, len(x), CHUNK)
         with (
             threadpool_limits(1),
