@@ -414,6 +414,17 @@ def test_a_faint_stroke_reaching_far_beyond_the_strong_ink_stays_in_the_box(page
     assert float(out[:, : cols[0] + 3].max()) > 0.25  # its left side, lifted
 
 
+def test_a_very_faint_loop_a_little_beyond_the_strong_ink_stays_in_the_box():
+    # The scanned 9s of the lowres set that read as 1 or 3: the loop at an eighth of the
+    # down-stroke's strength, reaching a sixth of the digit's height to its left.
+    ink = np.zeros((200, 200), np.float32)
+    ink[30:170, 125:140] = 1.0
+    ink[30:36, 101:140] = ink[94:100, 101:140] = ink[30:100, 101:107] = 0.12
+    out = to_mnist(Image.fromarray(np.round(255 - 255 * ink).astype(np.uint8)))
+    cols = np.flatnonzero(out.max(0) > 0.05)
+    assert cols[-1] - cols[0] + 1 >= 6, cols  # the loop, not the down-stroke alone
+
+
 def test_a_faint_ruled_line_through_the_digit_leaves_its_box_alone():
     # A 1 written on a faint ruled line that runs off both sides of the page: it is faint
     # ink touching the digit, but no stroke of it.
