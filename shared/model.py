@@ -49,7 +49,7 @@ ARTIFACT_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 # The MNIST head sees the training data without the typeface digits, two thirds of it. With
 # 10 epochs its MNIST errors moved from 44 to 52 between seeds and shuffles; 30 made 42 to 45
-# in four fits (README, the faint-ink round), for some 25 s more training.
+# in four fits (README, the faint-ink round), for about 27 s more training.
 MNIST_HEAD_EPOCHS = 30
 # How many times each optdigits scan is enlarged into the training set: in the experiments
 # (README, Model) one copy was best on the held-out digits, two cost MNIST errors.
