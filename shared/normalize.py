@@ -39,6 +39,7 @@ way an image went: a model with two heads reads fast-path images with its MNIST 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -47,7 +48,7 @@ from scipy import ndimage
 
 from shared.errors import NoDigitFound
 
-__all__ = ["NoDigitFound", "Normalised", "normalise", "to_mnist"]
+__all__ = ["NoDigitFound", "Normalised", "normalise", "normalise_many", "to_mnist"]
 
 WORK_MAX = 256  # longest side of the stage-1 working copy
 DETAIL_MIN = 56  # below this digit size (working px) re-crop from the source if it has more
@@ -87,16 +88,54 @@ def to_mnist(image: Image.Image, ink_gamma: float = INK_GAMMA) -> np.ndarray:
 def normalise(image: Image.Image, ink_gamma: float = INK_GAMMA) -> Normalised:
     """``to_mnist``, and whether the image took the fast path: a model with an MNIST head
     (``shared.model``) scores those with it."""
+    image = _oriented(image)
+    fast = _fast_path(image)
+    if fast is not None:
+        return Normalised(fast, mnist_format=True)
+    return _general(image, ink_gamma)
+
+
+def normalise_many(
+    images: Iterable[Image.Image], ink_gamma: float = INK_GAMMA
+) -> list[Normalised | NoDigitFound]:
+    """``normalise`` for each image, in order, with the ``NoDigitFound`` it raises in the
+    place of an image without a digit: the same results as one at a time, faster for
+    MNIST-like images, whose fast-path checks run once for the batch. The images are taken
+    one by one and only 28x28 ones are kept for that, so a batch of photos, given as a
+    generator that decodes them, is never in memory all at once."""
+    out: list[Normalised | NoDigitFound | None] = []
+    held: list[tuple[int, Image.Image]] = []
+    for position, upload in enumerate(images):
+        try:
+            image = _oriented(upload)
+            if _mnist_sized(image):
+                held.append((position, image))
+                out.append(None)
+            else:
+                out.append(_general(image, ink_gamma))
+        except NoDigitFound as exc:
+            out.append(exc.with_traceback(None))  # its frames would keep the image alive
+    fast_paths = _fast_paths([image for _, image in held])
+    for (position, image), fast in zip(held, fast_paths, strict=True):
+        if fast is not None:
+            out[position] = Normalised(fast, mnist_format=True)
+            continue
+        try:
+            out[position] = _general(image, ink_gamma)
+        except NoDigitFound as exc:
+            out[position] = exc.with_traceback(None)
+    return cast(list[Normalised | NoDigitFound], out)
+
+
+def _oriented(image: Image.Image) -> Image.Image:
     if not isinstance(image, Image.Image):
         raise TypeError("to_mnist expects a PIL.Image.Image")
     if image.width < 1 or image.height < 1:
         raise NoDigitFound("The image is empty.")
-    image = _orient(image)
+    return _orient(image)
 
-    fast = _fast_path(image)
-    if fast is not None:
-        return Normalised(fast, mnist_format=True)
 
+def _general(image: Image.Image, ink_gamma: float) -> Normalised:
     src, vscale = _canonical(image)
     return Normalised(_normalise(src, vscale, ink_gamma), mnist_format=False)
 
@@ -191,49 +230,63 @@ def _reduce(img: Image.Image, factor: int) -> Image.Image:
 # --------------------------------------------------------------------------------------
 
 _IDX = np.arange(SIZE, dtype=np.float64)
-_RING = np.ones((SIZE, SIZE), bool)
-_RING[1:-1, 1:-1] = False
-_RING_SIZE = int(_RING.sum())
+_RING_MASK = np.ones((SIZE, SIZE), bool)
+_RING_MASK[1:-1, 1:-1] = False
+_RING = np.flatnonzero(_RING_MASK)  # the border's pixels, as flat indices
+# Of the peak: a pixel above the first is in the digit's half-intensity footprint, one above
+# the second is ink at all.
+_LEVELS = np.array([0.35, 0.02])
 
 
-def _side(row_max: list[int], col_max: list[int], level: float) -> int:
-    """The longer side of the box holding every pixel above ``level`` (there is one)."""
+def _mnist_sized(image: Image.Image) -> bool:
+    """Whether the fast path may take ``image``: 28x28 greyscale without transparency."""
+    return image.size == (SIZE, SIZE) and image.mode == "L" and "transparency" not in image.info
 
-    def span(maxima: list[int]) -> int:
-        above = [i for i, value in enumerate(maxima) if value > level]
-        return above[-1] - above[0] + 1
 
-    return max(span(row_max), span(col_max))
+def _fast_paths(images: Sequence[Image.Image]) -> list[np.ndarray | None]:
+    """Per image, what the fast path makes of it, or None where it is not MNIST-like.
+
+    The path every MNIST-like upload takes, so the worker's hot path. Its checks run once
+    on the stack of a batch's images, in some twenty whole-array calls: at 28x28 the cost
+    is numpy's per call, not per pixel. In a batch of 64 that is 8.2 us per image against
+    23 us for the per-image checks it replaced; a lone image pays 44 us (timeit, MNIST
+    test digits). Every sum is of 8-bit integers, so exact: no digit's result depends on
+    the batch it came in.
+    """
+    out: list[np.ndarray | None] = [None] * len(images)
+    eligible = [i for i, image in enumerate(images) if _mnist_sized(image)]
+    if not eligible:
+        return out
+    a = np.frombuffer(b"".join(images[i].tobytes() for i in eligible), np.uint8)
+    a = a.reshape(len(eligible), SIZE, SIZE)
+    lines = np.stack([a, a.transpose(0, 2, 1)], 1)  # (n, 2, 28, 28): rows, then columns
+    maxima = lines.max(3)
+    peak = maxima[:, 0].max(1).astype(np.float64)
+    # Per level (n, 2, 2, 28): which rows and columns hold a pixel above it; the box
+    # around them, its longer side.
+    above = maxima[:, None] > (peak[:, None] * _LEVELS)[:, :, None, None]
+    side = (SIZE - above[..., ::-1].argmax(3) - above.argmax(3)).max(2)
+    profiles = lines.sum(3)  # ink per row, per column
+    total = np.maximum(profiles[:, 0].sum(1), 1)
+    centre = profiles @ _IDX / total[:, None]  # centre of mass, (y, x)
+    ring = a.reshape(len(a), -1).take(_RING, axis=1)
+    ok = (
+        ((ring > 8).sum(1) * 2 <= len(_RING))  # a black border
+        & (peak >= 64)
+        & ((side[:, 0] == 19) | (side[:, 0] == 20))  # the 20-pixel box MNIST uses
+        & (side[:, 1] <= 21)  # no faint specks or noise far outside it
+        & (np.abs(centre - 14.0) <= 0.75).all(1)
+    )
+    if ok.any():
+        digits = a[ok].astype(np.float32) * (1.0 / peak[ok]).astype(np.float32)[:, None, None]
+        for i, digit in zip(np.flatnonzero(ok).tolist(), digits, strict=True):
+            out[eligible[i]] = digit
+    return out
 
 
 def _fast_path(image: Image.Image) -> np.ndarray | None:
-    # The path every MNIST-like upload takes, so the worker's hot path: a few whole-array
-    # numpy calls, the rest in plain Python on 28-element lists (cheaper than numpy's
-    # per-call overhead at this size).
-    if image.size != (SIZE, SIZE) or image.mode != "L" or "transparency" in image.info:
-        return None
-    a = np.frombuffer(image.tobytes(), np.uint8).reshape(SIZE, SIZE)
-    if np.count_nonzero(a[_RING] > 8) * 2 > _RING_SIZE:  # most of the border must be black
-        return None
-    row_max, col_max = a.max(1).tolist(), a.max(0).tolist()
-    peak = max(row_max)
-    if peak < 64:
-        return None
-    # the 20-pixel box MNIST uses, measured on the digit's half-intensity footprint
-    if _side(row_max, col_max, 0.35 * peak) not in (19, 20):
-        return None
-    # nothing faint but non-zero far outside that box (noise, specks)
-    if _side(row_max, col_max, 0.02 * peak) > 21:
-        return None
-    weights = a.astype(np.float32)
-    row_sums = weights.sum(1)
-    total = float(row_sums.sum())
-    cy = float(row_sums @ _IDX) / total
-    cx = float(weights.sum(0) @ _IDX) / total
-    if abs(cy - 14.0) > 0.75 or abs(cx - 14.0) > 0.75:
-        return None
-    weights *= np.float32(1.0 / peak)
-    return weights
+    """``_fast_paths`` for one image."""
+    return _fast_paths([image])[0]
 
 
 # --------------------------------------------------------------------------------------

@@ -108,6 +108,23 @@ def test_a_model_reads_uploads_with_the_lift_it_was_trained_with(
     assert len(traced_calls) == (2 if traced else 0)  # the path named is the path taken
 
 
+def test_a_batch_gets_the_same_answers_traced_and_untraced(small_model_path: Path, mnist) -> None:
+    # Traced, each upload is decoded and normalised alone, in spans of its own; untraced,
+    # the normaliser takes the batch at once. The answers, errors included, must not differ.
+    model = model_store.load(small_model_path)
+    images, _ = mnist
+    blank = _png(np.zeros((28, 28), np.uint8))  # no digit
+    files = [_png(image) for image in images[:20]] + [_png(255 - images[20]), blank, b"text"]
+    files.insert(3, files.pop())  # an error among the digits
+    untraced = predict_files(files, model, 10**6, frozenset({0, 21}))
+    with TracerProvider().get_tracer("test").start_as_current_span("task"):
+        traced = predict_files(files, model, 10**6, frozenset({0, 21}))
+    assert traced == untraced
+    errors = [item["error"]["code"] for item in untraced if item["error"] is not None]
+    assert errors == ["not_an_image", "no_digit_found"]
+    assert "input_image" in untraced[21]["prediction"]
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7", True])
 def test_an_invalid_ink_gamma_is_neither_saved_nor_loaded(
     small_model_path: Path, tmp_path: Path, bad: object

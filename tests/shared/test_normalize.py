@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import weakref
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from shared.errors import NoDigitFound
-from shared.normalize import INK_GAMMA, _fast_path, _with_faint_strokes, to_mnist
+from shared.normalize import (
+    INK_GAMMA,
+    Normalised,
+    _fast_path,
+    _with_faint_strokes,
+    normalise,
+    normalise_many,
+    to_mnist,
+)
 
 # --------------------------------------------------------------------------------------
 # fixtures and helpers
@@ -119,6 +130,86 @@ def test_mnist_images_take_the_fast_path(mnist):
     # ... and images that are not MNIST-like do not take it
     assert _fast_path(Image.fromarray(255 - x[0], "L")) is None
     assert _fast_path(Image.fromarray(np.roll(x[0], 5, axis=1), "L")) is None
+
+
+def _mixed_batch(x: np.ndarray) -> list[Image.Image]:
+    """MNIST digits with, among them, images the fast path turns away and ones without a
+    digit: everything a worker's batch may hold."""
+    speck = x[3].copy()
+    speck[1, 1] = 200  # ink far outside the box: the general path
+    lit = np.stack([x[5]] * 3 + [np.full((28, 28), 255, np.uint8)], -1)
+    others = [
+        Image.fromarray(255 - x[0], "L"),  # dark on light
+        Image.fromarray(np.roll(x[1], 4, axis=1), "L"),  # off centre
+        Image.fromarray(np.stack([x[2]] * 3, -1), "RGB"),
+        Image.fromarray(speck, "L"),
+        Image.fromarray(lit, "RGBA"),  # 28x28 but with an alpha channel
+        Image.fromarray(np.zeros((28, 28), np.uint8), "L"),  # blank: no digit
+        Image.new("L", (300, 200), 128),  # uniform: no digit
+        Image.fromarray(
+            np.round(250 - 220 * frame(upscaled(x[6], 120), (300, 260), (90, 70))).astype(np.uint8)
+        ),
+    ]
+    batch = [Image.fromarray(a, "L") for a in x[:40]]
+    for i, image in enumerate(others):
+        batch.insert(5 * i + 2, image)
+    return batch
+
+
+def test_a_batch_is_normalised_as_its_images_are_one_at_a_time(mnist):
+    x, _ = mnist
+    batch = _mixed_batch(x)
+    results = normalise_many(batch)
+    assert len(results) == len(batch)
+    routes = {"fast": 0, "general": 0, "none": 0}
+    for image, result in zip(batch, results, strict=True):
+        try:
+            alone: Normalised | NoDigitFound = normalise(image)
+        except NoDigitFound as exc:
+            alone = exc
+        if isinstance(alone, NoDigitFound):
+            assert isinstance(result, NoDigitFound) and result.reason == alone.reason
+            routes["none"] += 1
+            continue
+        assert isinstance(result, Normalised)
+        assert result.mnist_format == alone.mnist_format
+        np.testing.assert_array_equal(result.pixels, alone.pixels)
+        routes["fast" if alone.mnist_format else "general"] += 1
+    assert routes["fast"] >= 30 and routes["general"] == 6 and routes["none"] == 2, routes
+    # the batch's order does not change an image's result
+    again = normalise_many(batch[::-1])[::-1]
+    for first, second in zip(results, again, strict=True):
+        if isinstance(first, Normalised):
+            assert isinstance(second, Normalised)
+            np.testing.assert_array_equal(first.pixels, second.pixels)
+
+
+def test_a_batch_of_photos_is_never_in_memory_all_at_once(digits):
+    # The worker hands the normaliser a generator that decodes uploads as it is asked:
+    # each photo, with or without a digit, must be let go before the next but one.
+    pages = [
+        np.round(250 - 220 * frame(upscaled(digits[k], 300), (900, 700), (200, 150))).astype(
+            np.uint8
+        )
+        for k in range(4)
+    ]
+    pages += [np.full((900, 700), 200, np.uint8)] * 2  # no digit: an error in its place
+    alive: list[weakref.ref[Image.Image]] = []
+
+    def photos() -> Iterator[Image.Image]:
+        for page in pages:
+            assert sum(ref() is not None for ref in alive) <= 1
+            image = Image.fromarray(page)
+            alive.append(weakref.ref(image))
+            yield image
+
+    gc.disable()  # freed by their last reference going, not by a collection
+    try:
+        results = normalise_many(photos())
+        assert sum(ref() is not None for ref in alive) == 0
+    finally:
+        gc.enable()
+    assert [isinstance(r, Normalised) for r in results] == [True] * 4 + [False] * 2
 
 
 def test_shifted_mnist_digit_is_recentred(digits):
