@@ -25,7 +25,7 @@ import numpy as np
 from opentelemetry import trace
 from PIL import Image
 
-from shared.errors import ServiceError
+from shared.errors import NoDigitFound, ServiceError
 from shared.imaging import decode_image
 from shared.model import Model
 from shared.normalize import Normalised, normalise, normalise_many
@@ -80,11 +80,12 @@ def _prepare_batch(
                 continue
             decoded.append(position)
             yield image
+            del image  # not to hold it while the next one is decoded
 
     prepared: dict[int, Normalised] = {}
     results = normalise_many(images(), ink_gamma)
     for position, result in zip(decoded, results, strict=True):
-        if isinstance(result, ServiceError):
+        if isinstance(result, NoDigitFound):
             errors[position] = result.to_dict()
         else:
             prepared[position] = Normalised(result.pixels.reshape(-1), result.mnist_format)

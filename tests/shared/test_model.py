@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import io
 import json
 import shutil
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,37 @@ def test_a_batch_gets_the_same_answers_traced_and_untraced(small_model_path: Pat
     errors = [item["error"]["code"] for item in untraced if item["error"] is not None]
     assert errors == ["not_an_image", "no_digit_found"]
     assert "input_image" in untraced[21]["prediction"]
+
+
+def test_a_batch_of_photo_uploads_is_decoded_one_at_a_time(
+    small_model_path: Path, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker decodes a batch's uploads as the normaliser takes them: each photo is let
+    # go before the next is decoded, so a batch of them is never all in memory at once.
+    model = model_store.load(small_model_path)
+    images, _ = mnist
+    photos = [
+        _png(255 - np.asarray(Image.fromarray(images[k]).resize((600, 600)))) for k in range(3)
+    ]
+    files = [photos[0], _png(images[3]), *photos[1:], b"text"]
+    alive: list[weakref.ref[Image.Image]] = []
+    decode = inference.decode_image
+
+    def decode_and_watch(data: bytes, max_pixels: int) -> Image.Image:
+        assert [ref() for ref in alive] == [None] * len(alive)
+        image = decode(data, max_pixels)
+        if image.size != (28, 28):  # a batch's MNIST-like images are kept, and small
+            alive.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(inference, "decode_image", decode_and_watch)
+    gc.disable()  # freed by their last reference going, not by a collection
+    try:
+        answers = predict_files(files, model, 10**6)
+    finally:
+        gc.enable()
+    assert len(alive) == 3
+    assert [answer["error"] is None for answer in answers] == [True] * 4 + [False]
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), "0.7", True])

@@ -132,6 +132,99 @@ def test_mnist_images_take_the_fast_path(mnist):
     assert _fast_path(Image.fromarray(np.roll(x[0], 5, axis=1), "L")) is None
 
 
+def _rule(a: np.ndarray) -> np.ndarray | None:
+    """The fast path's rule, written out plainly for one image: what the batched checks
+    must decide, and the pixels they must give."""
+    peak = int(a.max())
+    if peak < 64:
+        return None
+
+    def longer_side(level: float) -> int:
+        rows, cols = np.flatnonzero(a.max(1) > level), np.flatnonzero(a.max(0) > level)
+        return int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
+
+    if longer_side(0.35 * peak) not in (19, 20) or longer_side(0.02 * peak) > 21:
+        return None
+    ink = a.astype(np.int64)
+    centre = np.array([ink.sum(1) @ np.arange(28), ink.sum(0) @ np.arange(28)]) / ink.sum()
+    if np.abs(centre - 14).max() > 0.75:
+        return None
+    return a.astype(np.float32) * np.float32(1 / peak)
+
+
+def _bar(height: int = 20, top: int | None = None, value: int = 255) -> np.ndarray:
+    """A bar 8 pixels wide, centred unless ``top`` says otherwise."""
+    a = np.zeros((28, 28), np.uint8)
+    top = round(14 - (height - 1) / 2) if top is None else top
+    a[top : top + height, 10:18] = value
+    return a
+
+
+def _with_rows(a: np.ndarray, value: int, rows: tuple[int, ...]) -> np.ndarray:
+    a = a.copy()
+    a[list(rows), 10:18] = value
+    return a
+
+
+def _with_edges(a: np.ndarray, value: int, rows_too: bool = False) -> np.ndarray:
+    """``a`` with its first and last columns (and rows) at ``value``."""
+    a = a.copy()
+    a[:, [0, 27]] = value
+    if rows_too:
+        a[[0, 27], :] = value
+    return a
+
+
+# Images at each of the rule's edges, and whether the fast path takes them.
+_EDGES = {
+    "box 18 high": (_bar(18), False),
+    "box 19 high": (_bar(19), True),
+    "box 20 high": (_bar(20), True),
+    "box 21 high": (_bar(21), False),
+    "peak 63": (_bar(value=63), False),
+    "peak 64": (_bar(value=64), True),
+    "a faint row above and below": (_with_rows(_bar(), 30, (3, 24)), False),
+    "a faint row above": (_with_rows(_bar(), 30, (3,)), True),
+    "rows too faint to count": (_with_rows(_bar(), 5, (3, 24)), True),
+    "a half-strength row above": (_with_rows(_bar(), 100, (3,)), False),
+    "a grey border": (_with_edges(_bar(), 9, rows_too=True), False),
+    "grey edges left and right": (_with_edges(_bar(), 20), False),
+    "centre a pixel up": (_bar(top=3), False),
+    "centre a pixel down": (_bar(top=5), True),
+}
+
+
+@pytest.mark.parametrize("name", _EDGES)
+def test_the_fast_path_keeps_to_its_rule_at_its_edges(name):
+    image, taken = _EDGES[name]
+    assert (_rule(image) is not None) == taken  # the cases are what they say
+    [got] = normalise_many([Image.fromarray(image, "L")])
+    assert isinstance(got, Normalised) and got.mnist_format == taken
+
+
+def test_the_fast_path_keeps_to_its_rule_on_mnist(mnist):
+    # MNIST's digits, and the same moved a pixel, dimmed toward the peak the rule asks for
+    # or given a speck: each batch of 64 decided and scaled as the rule says, image by image.
+    x, _ = mnist
+    rng = np.random.default_rng(0)
+    variants = [np.roll(x[:1000], 1, axis=1), np.roll(x[1000:2000], -1, axis=2)]
+    variants.append((x[2000:3000] * rng.uniform(0.2, 0.3, (1000, 1, 1))).astype(np.uint8))
+    specked = x[3000:4000].copy()
+    specked[np.arange(1000), rng.integers(0, 28, 1000), rng.integers(0, 28, 1000)] = 40
+    images = np.concatenate([x, *variants, specked])
+    taken = 0
+    for start in range(0, len(images), 64):
+        chunk = images[start : start + 64]
+        results = normalise_many(Image.fromarray(a, "L") for a in chunk)
+        for a, got in zip(chunk, results, strict=True):
+            want = _rule(a)
+            assert isinstance(got, Normalised) and got.mnist_format == (want is not None)
+            if want is not None:
+                np.testing.assert_array_equal(got.pixels, want)
+                taken += 1
+    assert 0.6 * len(images) < taken < 0.95 * len(images), taken  # both ways, many times
+
+
 def _mixed_batch(x: np.ndarray) -> list[Image.Image]:
     """MNIST digits with, among them, images the fast path turns away and ones without a
     digit: everything a worker's batch may hold."""
@@ -186,7 +279,8 @@ def test_a_batch_is_normalised_as_its_images_are_one_at_a_time(mnist):
 
 def test_a_batch_of_photos_is_never_in_memory_all_at_once(digits):
     # The worker hands the normaliser a generator that decodes uploads as it is asked:
-    # each photo, with or without a digit, must be let go before the next but one.
+    # each photo, with or without a digit, turned by its EXIF tag or not, must be let go
+    # before the next one is decoded.
     pages = [
         np.round(250 - 220 * frame(upscaled(digits[k], 300), (900, 700), (200, 150))).astype(
             np.uint8
@@ -194,19 +288,24 @@ def test_a_batch_of_photos_is_never_in_memory_all_at_once(digits):
         for k in range(4)
     ]
     pages += [np.full((900, 700), 200, np.uint8)] * 2  # no digit: an error in its place
+    turned = Image.Exif()
+    turned[0x0112] = 6  # shown turned a quarter: the normaliser works on a turned copy
     alive: list[weakref.ref[Image.Image]] = []
 
     def photos() -> Iterator[Image.Image]:
-        for page in pages:
-            assert sum(ref() is not None for ref in alive) <= 1
+        for k, page in enumerate(pages):
+            assert [ref() for ref in alive] == [None] * len(alive), f"before photo {k}"
             image = Image.fromarray(page)
+            if k % 2:
+                image.info["exif"] = turned.tobytes()
             alive.append(weakref.ref(image))
             yield image
+            del image
 
     gc.disable()  # freed by their last reference going, not by a collection
     try:
         results = normalise_many(photos())
-        assert sum(ref() is not None for ref in alive) == 0
+        assert [ref() for ref in alive] == [None] * len(pages)
     finally:
         gc.enable()
     assert [isinstance(r, Normalised) for r in results] == [True] * 4 + [False] * 2
