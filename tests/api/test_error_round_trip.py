@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 import api.errors  # noqa: F401 - defines the API's own error classes, if any register
 from shared import errors, inference
@@ -22,10 +23,11 @@ def test_a_code_taken_twice_fails_when_the_class_is_created() -> None:
 def test_raised_on_the_worker_answered_with_its_status(
     cls: type[errors.ServiceError], client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(data: bytes, max_pixels: int, *, ink_gamma: float) -> np.ndarray:
+    def fail(data: bytes, max_pixels: int) -> Image.Image:
         raise cls("Reported by the worker.")
 
-    monkeypatch.setattr(inference, "prepare", fail)  # what the worker runs for each image
+    # the first thing the worker does with each upload, batched or traced
+    monkeypatch.setattr(inference, "decode_image", fail)
     response = client.post(
         "/predict/mnist", files={"file": ("d.png", png(np.zeros((28, 28), np.uint8)))}
     )
