@@ -265,8 +265,9 @@ def _fast_paths(images: Sequence[Image.Image]) -> list[np.ndarray | None]:
     on the stack of a batch's images, in some twenty whole-array calls: at 28x28 the cost
     is numpy's per call, not per pixel. In a batch of 64 that is 11 to 13 us per image
     against 32 to 49 us for the per-image checks it replaced; a lone image pays 55 to 78
-    us (timeit, MNIST test digits, three runs on a busy 2-core machine). Its sums are of 8-bit integers, which numpy adds in 64 bits, so exact:
-    no digit's result depends on the batch it came in.
+    us (timeit, MNIST test digits, three runs on a busy 2-core machine). Its sums are of
+    8-bit integers, which numpy adds in 64 bits, so exact: no digit's result depends on
+    the batch it came in.
     """
     out: list[np.ndarray | None] = [None] * len(images)
     eligible = [i for i, image in enumerate(images) if _mnist_sized(image)]
