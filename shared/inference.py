@@ -5,7 +5,8 @@ those with its MNIST head, the others with its general one (``shared.model``).
 
 One bad image fails only its own item, so a batch of uploads is answered in order. The
 normaliser takes the batch at once (``normalise_many``), checking whether its images are
-MNIST digits in one go: that is most of what a worker spends per digit beyond the model.
+MNIST digits in one go: done per image, that was about a third of what a worker spent
+per digit beyond the model.
 
 Inside a recording span (a traced task), each image's decode and normalisation and the
 batch's prediction are spans of their own; otherwise no span is started at all, which
